@@ -1,0 +1,134 @@
+"""Command-line entry points: ``runner …`` and ``verify-patch``.
+
+Logging is configured here, once. Every RunnerError becomes one clear line on stderr
+and its exit code; nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import structlog
+from rich.console import Console
+
+from runner import __version__
+from runner.config import Settings, load_settings
+from runner.errors import ImageBuildError, RunnerError, UsageError
+from runner.logs import configure_logging
+
+log = structlog.get_logger(__name__)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line, as the contract says for bad usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    configure_logging(settings.log_level)
+    return settings
+
+
+def _run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
+    try:
+        return main(argv)
+    except ImageBuildError as exc:
+        stderr.print(f"[red]error:[/red] {exc}")
+        if exc.log:
+            stderr.print("[dim]--- last lines of the build log ---[/dim]")
+            stderr.print(exc.log, markup=False)
+        return exc.exit_code
+    except RunnerError as exc:
+        stderr.print(f"[red]error:[/red] {exc}", markup=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        stderr.print("interrupted")
+        return 130
+
+
+# ---------------------------------------------------------------------------- runner
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from runner.doctor import diagnose
+
+    report = diagnose(_settings(args))
+    for line in report.lines:
+        stderr.print(line)
+    return 0 if report.ok else 2
+
+
+def _cmd_images_build(args: argparse.Namespace) -> int:
+    from runner.engine import connect
+    from runner.images import ensure_base_image
+
+    settings = _settings(args)
+    client = connect(settings.engine)
+    if not args.quiet:
+        stderr.print(f"base image ({settings.images.recipe} recipe) …")
+    image = ensure_base_image(client, settings)
+    action = f"built in {image.seconds:.0f}s" if image.built else "up to date, nothing built"
+    print(f"{image.tag}  {image.id[:19]}  {action}")
+    return 0
+
+
+def _cmd_gc(args: argparse.Namespace) -> int:
+    from runner.engine import connect, sweep_expired
+
+    settings = _settings(args)
+    sweep = sweep_expired(connect(settings.engine), settings.engine.instance)
+    print(f"removed {len(sweep.removed)} expired container(s); {sweep.live} still within deadline")
+    return 0
+
+
+def _runner_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="runner", description="fixrunner: verify candidate fixes in a sandbox")
+    parser.add_argument("--version", action="version", version=f"fixrunner {__version__}")
+    parser.add_argument("--config", type=Path, default=None, help="runner.toml to read")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    doctor = sub.add_parser("doctor", help="report engine, images and limits")
+    doctor.set_defaults(func=_cmd_doctor)
+
+    images = sub.add_parser("images", help="sandbox images")
+    images_sub = images.add_subparsers(dest="images_command", required=True, parser_class=_Parser)
+    build = images_sub.add_parser("build", help="build the base image if its recipe changed")
+    build.add_argument("--quiet", action="store_true")
+    build.set_defaults(func=_cmd_images_build)
+
+    gc = sub.add_parser("gc", help="remove this runner's containers whose deadline passed")
+    gc.set_defaults(func=_cmd_gc)
+    return parser
+
+
+def _runner(argv: Sequence[str] | None) -> int:
+    args = _runner_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+def runner_main(argv: Sequence[str] | None = None) -> int:
+    """``runner`` console script."""
+    return _run(_runner, argv)
+
+
+# ---------------------------------------------------------------------- verify-patch
+
+
+def _verify_patch(argv: Sequence[str] | None) -> int:
+    raise UsageError("verify-patch is not available yet in this build")
+
+
+def verify_patch_main(argv: Sequence[str] | None = None) -> int:
+    """``verify-patch`` console script: exit 0 verified, 1 rejected, 2 error."""
+    return _run(_verify_patch, argv)
+
+
+def _exit(code: int) -> None:
+    sys.exit(code)

@@ -1,0 +1,58 @@
+"""Shared fixtures. Docker tests use the real engine; a missing engine fails them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from runner.config import Settings, load_settings
+from runner.engine import LABEL_OWNER, connect
+from runner.errors import EngineUnavailableError
+from runner.images import BaseImage, ensure_base_image
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEST_INSTANCE = "pytest"
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    """The real engine. Never skipped: CI must fail loudly when it is missing."""
+    try:
+        return connect(load_settings(REPO_ROOT / "runner.toml", environ={}).engine)
+    except EngineUnavailableError as exc:
+        pytest.fail(f"Docker tests need a running engine (make setup starts one): {exc}")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Project defaults with a private state dir and the test instance's owner label."""
+    base = load_settings(REPO_ROOT / "runner.toml", environ={})
+    return base.model_copy(
+        update={
+            "engine": base.engine.model_copy(update={"instance": TEST_INSTANCE}),
+            "paths": base.paths.model_copy(update={"state_dir": tmp_path / "state"}),
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client: docker.DockerClient) -> BaseImage:
+    """The sandbox base image, built once per machine (about a minute the first time)."""
+    return ensure_base_image(docker_client, load_settings(REPO_ROOT / "runner.toml", environ={}))
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_containers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every Docker test, no container with the runner's owner label may remain."""
+    if request.node.get_closest_marker("docker") is None:
+        yield
+        return
+    client = request.getfixturevalue("docker_client")
+    yield
+    left = client.containers.list(all=True, filters={"label": LABEL_OWNER})
+    for container in left:
+        container.remove(force=True, v=True)
+    assert not left, f"containers left behind: {[c.name for c in left]}"
