@@ -121,14 +121,94 @@ def runner_main(argv: Sequence[str] | None = None) -> int:
 # ---------------------------------------------------------------------- verify-patch
 
 
+def _verify_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="verify-patch",
+        description="Prove or disprove a candidate fix: run the repository's tests and flake8 "
+        "without and with the patch in hardened containers. Exit 0 verified, 1 rejected, "
+        "2 error or bad usage.",
+    )
+    parser.add_argument("--repo", required=True, help="repository: local path or git URL")
+    parser.add_argument("--base", default="HEAD", help="base revision (default HEAD)")
+    parser.add_argument(
+        "--patch", required=True, help="candidate unified diff file, or - for stdin"
+    )
+    parser.add_argument("--test-patch", help="regression tests that show the bug (a diff file)")
+    parser.add_argument(
+        "--fail-to-pass",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="TEST_ID",
+        help="test ids that must fail before and pass after",
+    )
+    parser.add_argument("--policy", default="default", help="policy name or .toml file")
+    parser.add_argument("--config", type=Path, default=None, help="runner.toml to read")
+    parser.add_argument("--job-id", default=None, help="id for the job folder (default: generated)")
+    parser.add_argument(
+        "--json", action="store_true", help="print the verdict JSON alone on stdout"
+    )
+    parser.add_argument("--output", type=Path, help="also write the verdict JSON to this file")
+    parser.add_argument("--format", choices=["text", "json"], default=None, help="stdout format")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step on stderr")
+    return parser
+
+
+def _read_patch(value: str, what: str) -> str:
+    if value == "-":
+        return sys.stdin.read()
+    path = Path(value)
+    try:
+        return path.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as exc:
+        raise UsageError(f"cannot read the {what} {value}: {exc.strerror}") from exc
+
+
 def _verify_patch(argv: Sequence[str] | None) -> int:
-    raise UsageError("verify-patch is not available yet in this build")
+    from pydantic import ValidationError
+
+    from runner.models import FixJob
+    from runner.pipeline import Runtime, verify
+    from runner.report import render_json, render_text
+
+    args = _verify_parser().parse_args(argv)
+    fmt = "json" if args.json else (args.format or "text")
+    settings = load_settings(args.config)
+    # A person wants one progress line per phase; --verbose shows the structured log too.
+    configure_logging(settings.log_level if args.verbose else "warning")
+    repo = args.repo
+    if "://" not in repo and Path(repo).exists():
+        repo = str(Path(repo).resolve())
+    try:
+        job = FixJob(
+            repo=repo,
+            base=args.base,
+            patch=_read_patch(args.patch, "patch"),
+            test_patch=_read_patch(args.test_patch, "test patch") if args.test_patch else None,
+            fail_to_pass=args.fail_to_pass,
+            policy=str(args.policy),
+            job_id=args.job_id,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise UsageError(f"verify-patch: {problems}") from exc
+    runtime = Runtime.start(settings)
+
+    def progress(phase: str, message: str) -> None:
+        stderr.print(f"[dim]>[/dim] {phase:<9} {message}")
+
+    verdict = verify(job, runtime, progress=progress)
+    if args.output:
+        args.output.write_text(render_json(verdict), encoding="utf-8")
+    if fmt == "json":
+        sys.stdout.write(render_json(verdict))
+    else:
+        render_text(verdict, Console(width=None if sys.stdout.isatty() else 120))
+    return {"verified": 0, "rejected": 1, "error": 2}[verdict.status]
 
 
 def verify_patch_main(argv: Sequence[str] | None = None) -> int:
     """``verify-patch`` console script: exit 0 verified, 1 rejected, 2 error."""
     return _run(_verify_patch, argv)
-
-
-def _exit(code: int) -> None:
-    sys.exit(code)

@@ -28,7 +28,9 @@ class Limits(Model):
     cpus: Annotated[float, Field(gt=0, le=64, description="CPU quota in cores.")] = 1.0
     memory_mb: Annotated[int, Field(ge=32, description="Memory limit; swap equals it.")] = 1024
     pids: Annotated[int, Field(ge=16, description="Max processes and threads.")] = 256
-    timeout_s: Annotated[float, Field(gt=0, description="Wall clock before the container is killed.")] = 300
+    timeout_s: Annotated[
+        float, Field(gt=0, description="Wall clock before the container is killed.")
+    ] = 300
     output_bytes: Annotated[
         int, Field(ge=1024, description="Captured output cap (head and tail kept).")
     ] = 1_000_000

@@ -1,0 +1,645 @@
+"""`verify(job) -> Verdict`: a row of short named steps.
+
+prepare → intake → checkout → environment → apply → run (baseline ‖ candidate ‖ lint)
+→ compare (with re-runs) → judge. Every job leaves a folder with its patch, capped
+logs, JUnit files and verdict.json. Candidate faults become a ``rejected`` verdict;
+infrastructure failures become ``error``; nothing is decided by reading log text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shlex
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import docker
+import structlog
+
+from runner import __version__
+from runner.config import Settings
+from runner.engine import connect
+from runner.environments import EnvImage, commit_date, ensure_env_image
+from runner.errors import CandidateError, InfrastructureError, PatchError, RunnerError
+from runner.images import BaseImage, ensure_base_image
+from runner.logs import bind_job, unbind_job
+from runner.models import (
+    Evidence,
+    FixJob,
+    ImagesInfo,
+    Mount,
+    ParsedPatch,
+    PatchStats,
+    PhaseLog,
+    Resources,
+    RunResult,
+    RunSpec,
+    SuiteRun,
+    Verdict,
+)
+from runner.patch import parse_patch, patch_stats, split_test_part
+from runner.policy import Policy, judge, load_policy
+from runner.sandbox import DockerSandbox, hand_over
+from runner.suite import (
+    FLAKE8_FORMAT,
+    PYTEST_JUNIT_ARGS,
+    apply_reruns,
+    compare,
+    grade,
+    lint_diff,
+    parse_flake8,
+    parse_junit,
+    test_summary,
+)
+from runner.workspace import (
+    MirrorCache,
+    apply_patch,
+    check_paths_against_tree,
+    checkout,
+    remove_tree,
+    tree_id,
+    validate_repo_url,
+)
+
+log = structlog.get_logger(__name__)
+
+POLICIES_DIR = Path(__file__).resolve().parent.parent / "policies"
+JUNIT_MAX_BYTES = 50 * 2**20
+LOG_HEAD = 4000
+LOG_TAIL = 8000
+WORK = "/work"
+RESULTS = "/results"
+# pytest as both trees run it: per-test results to JUnit (xunit1 keeps the file
+# attribute, so ids are real node ids), no cache, no random order, plain output.
+PYTEST_ARGS = [
+    *PYTEST_JUNIT_ARGS,
+    "-p",
+    "no:randomly",
+    "--color=no",
+    "-q",
+    "-rfE",
+    "--tb=short",
+]
+
+Progress = Callable[[str, str], None]
+
+
+def _quiet(phase: str, message: str) -> None:
+    return None
+
+
+@dataclass
+class Runtime:
+    """What a process keeps between jobs: settings, engine, sandbox, caches."""
+
+    settings: Settings
+    client: docker.DockerClient
+    sandbox: DockerSandbox
+    mirrors: MirrorCache
+    policies_dir: Path = POLICIES_DIR
+    _base: BaseImage | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def start(cls, settings: Settings) -> Runtime:
+        """Connect to the engine and open the caches under the state directory."""
+        client = connect(settings.engine)
+        root = settings.paths.root
+        return cls(
+            settings=settings,
+            client=client,
+            sandbox=DockerSandbox(client, settings.engine),
+            mirrors=MirrorCache(root / "mirrors", allow_local=settings.security.allow_local_repos),
+        )
+
+    def base_image(self) -> BaseImage:
+        """The base image, built on first use and remembered."""
+        with self._lock:
+            if self._base is None:
+                self._base = ensure_base_image(self.client, self.settings)
+            return self._base
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.settings.paths.root / "jobs"
+
+    @property
+    def baseline_cache(self) -> Path:
+        return self.settings.paths.root / "baselines"
+
+
+@dataclass
+class Job:
+    """One job's working state, private to :func:`verify`."""
+
+    job: FixJob
+    job_id: str
+    folder: Path
+    policy: Policy
+    progress: Progress
+    timings: dict[str, float] = field(default_factory=dict)
+    logs: list[PhaseLog] = field(default_factory=list)
+    evidence: Evidence = field(default_factory=Evidence)
+    env: EnvImage | None = None
+    base: BaseImage | None = None
+    baseline_cached: bool = False
+
+    @contextlib.contextmanager
+    def phase(self, name: str, message: str = "") -> Iterator[None]:
+        self.progress(name, message or name)
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0) + time.monotonic() - started, 3)
+
+
+def new_job_id() -> str:
+    """A sortable, unique job id."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def verify(
+    job: FixJob,
+    runtime: Runtime,
+    progress: Progress = _quiet,
+    cancel: threading.Event | None = None,
+) -> Verdict:
+    """Verify one candidate patch; always returns a verdict, also written to the job folder."""
+    job_id = job.job_id or new_job_id()
+    bind_job(job_id)
+    folder = runtime.jobs_dir / job_id
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    try:
+        policy = load_policy(job.policy, runtime.policies_dir)
+    except RunnerError as exc:
+        unbind_job()
+        return _write(folder, _error_verdict(job_id, str(exc)))
+    state = Job(job=job, job_id=job_id, folder=folder, policy=policy, progress=progress)
+    trees = folder / "trees"
+    try:
+        _prepare(state)
+        _run_job(state, runtime, trees, cancel)
+    except CandidateError as exc:
+        check = exc.check if isinstance(exc, PatchError) else "applies"
+        state.evidence = state.evidence.model_copy(
+            update={
+                "patch_error": str(exc),
+                "patch_error_check": check,
+                "applied_with": "not_applied",
+            }
+        )
+    except InfrastructureError as exc:
+        state.evidence = state.evidence.model_copy(update={"infrastructure_error": str(exc)})
+    except RunnerError as exc:
+        state.evidence = state.evidence.model_copy(update={"infrastructure_error": str(exc)})
+    finally:
+        with contextlib.suppress(OSError):
+            remove_tree(trees)
+    state.timings["total"] = round(time.monotonic() - started, 3)
+    verdict = _verdict(state, runtime)
+    log.info(
+        "verdict", status=verdict.status, summary=verdict.summary, seconds=state.timings["total"]
+    )
+    unbind_job()
+    return _write(folder, verdict)
+
+
+# ---------------------------------------------------------------------------- steps
+
+
+def _prepare(state: Job) -> None:
+    (state.folder / "patch.diff").write_text(state.job.patch, encoding="utf-8")
+    if state.job.test_patch:
+        (state.folder / "test.diff").write_text(state.job.test_patch, encoding="utf-8")
+    (state.folder / "job.json").write_text(
+        state.job.model_dump_json(indent=2, exclude={"patch", "test_patch"}), encoding="utf-8"
+    )
+
+
+def _intake(state: Job) -> tuple[ParsedPatch, ParsedPatch | None, str, str]:
+    limits = state.policy.patch
+    with state.phase("intake", "checking the patch"):
+        parsed = parse_patch(
+            state.job.patch,
+            allow_binary=limits.allow_binary,
+            max_bytes=limits.max_bytes,
+            max_files=limits.max_files,
+            max_lines=limits.max_changed_lines,
+        )
+        state.evidence = state.evidence.model_copy(update={"patch": parsed})
+        test_parsed = None
+        if state.job.test_patch:
+            try:
+                test_parsed = parse_patch(state.job.test_patch, allow_binary=limits.allow_binary)
+            except PatchError as exc:
+                raise PatchError(f"the test patch: {exc}", check=exc.check) from exc
+            state.evidence = state.evidence.model_copy(update={"test_patch": test_parsed})
+        test_part, _ = split_test_part(parsed, None, state.policy.test_globs)
+    return parsed, test_parsed, test_part, parsed.text
+
+
+def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event | None) -> None:
+    parsed, test_parsed, test_part, whole = _intake(state)
+    state.evidence = state.evidence.model_copy(update={"fail_to_pass_ids": state.job.fail_to_pass})
+    with state.phase("checkout", "fetching the repository"):
+        url = validate_repo_url(state.job.repo, runtime.settings.security.allow_local_repos)
+        mirror, commit = runtime.mirrors.resolve(url, state.job.base)
+        baseline_dir = checkout(mirror, commit, trees / "baseline")
+        candidate_dir = checkout(mirror, commit, trees / "candidate")
+    with state.phase("env", "preparing the environment image"):
+        state.base = runtime.base_image()
+        state.env = ensure_env_image(
+            runtime.client,
+            state.base,
+            baseline_dir,
+            runtime.settings,
+            repo_key=state.job.repo,
+            commit_date=commit_date(baseline_dir),
+        )
+        state.env.write_environment_json(state.folder)
+    with state.phase("apply", "applying the patches"):
+        applied = _apply(state, baseline_dir, candidate_dir, parsed, test_parsed, test_part, whole)
+        state.evidence = state.evidence.model_copy(update={"applied_with": applied})
+        baseline_tree = tree_id(baseline_dir)
+    _runs(state, runtime, baseline_dir, candidate_dir, baseline_tree, parsed, cancel)
+
+
+def _apply(
+    state: Job,
+    baseline_dir: Path,
+    candidate_dir: Path,
+    parsed: ParsedPatch,
+    test_parsed: ParsedPatch | None,
+    test_part: str,
+    whole: str,
+) -> str:
+    allow_3way = state.policy.patch.allow_3way
+    for tree in (baseline_dir, candidate_dir):
+        if test_parsed is not None and state.job.test_patch:
+            check_paths_against_tree(tree, sorted(test_parsed.paths()))
+            apply_patch(tree, test_parsed.text, allow_3way, "test patch")
+    check_paths_against_tree(baseline_dir, sorted(parsed.paths()))
+    if test_part:
+        apply_patch(baseline_dir, test_part, allow_3way, "candidate's test part")
+    check_paths_against_tree(candidate_dir, sorted(parsed.paths()))
+    return apply_patch(candidate_dir, whole, allow_3way, "candidate patch")
+
+
+def _runs(
+    state: Job,
+    runtime: Runtime,
+    baseline_dir: Path,
+    candidate_dir: Path,
+    baseline_tree: str,
+    parsed: ParsedPatch,
+    cancel: threading.Event | None,
+) -> None:
+    assert state.env is not None
+    command = _test_command(runtime.settings, state.job.repo)
+    limits = state.policy.limits.for_phase("test")
+    key = _baseline_key(baseline_tree, state.env.id, command, limits.model_dump_json())
+    cached = _load_baseline(runtime, key)
+    user = runtime.sandbox._user
+    for tree in (baseline_dir, candidate_dir):
+        hand_over(tree, user)
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix=f"job-{state.job_id}") as pool:
+        baseline_future = None
+        if cached is None:
+            baseline_future = pool.submit(
+                _timed,
+                state,
+                "baseline",
+                lambda: _pytest(state, runtime, baseline_dir, "baseline", command, cancel),
+            )
+        candidate_future = pool.submit(
+            _timed,
+            state,
+            "candidate",
+            lambda: _pytest(state, runtime, candidate_dir, "candidate", command, cancel),
+        )
+        lint_future = pool.submit(
+            _timed,
+            state,
+            "lint",
+            lambda: _lint(state, runtime, baseline_dir, candidate_dir, parsed, cancel),
+        )
+        if baseline_future is not None:
+            baseline = baseline_future.result()
+            if baseline.valid:
+                _store_baseline(runtime, key, baseline)
+        else:
+            assert cached is not None
+            baseline = cached
+            state.baseline_cached = True
+            state.progress("baseline", "baseline results reused from the cache")
+        candidate = candidate_future.result()
+        lint = lint_future.result()
+    state.evidence = state.evidence.model_copy(
+        update={"baseline": baseline, "candidate": candidate, "lint": lint}
+    )
+    if not (baseline.valid and candidate.valid):
+        state.evidence = state.evidence.model_copy(
+            update={"comparison": compare(baseline, candidate)}
+        )
+        return
+    with state.phase("compare", "comparing test by test"):
+        comparison = compare(baseline, candidate)
+    if comparison.changed and state.policy.reruns > 0:
+        message = f"re-running {len(comparison.changed)} changed test(s)"
+        with state.phase("reruns", message), ThreadPoolExecutor(max_workers=2) as pool:
+            b = pool.submit(
+                _rerun,
+                state,
+                runtime,
+                baseline_dir,
+                "baseline-rerun",
+                command,
+                comparison.changed,
+                cancel,
+            )
+            c = pool.submit(
+                _rerun,
+                state,
+                runtime,
+                candidate_dir,
+                "candidate-rerun",
+                command,
+                comparison.changed,
+                cancel,
+            )
+            comparison = apply_reruns(comparison, b.result(), c.result())
+    state.evidence = state.evidence.model_copy(update={"comparison": comparison})
+
+
+def _timed(state: Job, name: str, work: Callable[[], object]) -> object:
+    with state.phase(name, _PHASE_MESSAGES.get(name, name)):
+        return work()
+
+
+_PHASE_MESSAGES = {
+    "baseline": "running the tests without the fix",
+    "candidate": "running the tests with the fix",
+    "lint": "running flake8 on the changed files",
+}
+
+
+def _test_command(settings: Settings, repo: str) -> list[str]:
+    override = settings.repos.get(repo)
+    if override is not None and override.test_command:
+        return list(override.test_command)
+    return ["python", "-m", "pytest"]
+
+
+def _pytest(
+    state: Job,
+    runtime: Runtime,
+    tree: Path,
+    phase: str,
+    command: list[str],
+    cancel: threading.Event | None,
+    extra: list[str] | None = None,
+) -> SuiteRun:
+    results = _results_dir(state, phase, runtime)
+    argv = [*command, *PYTEST_ARGS, f"--junitxml={RESULTS}/junit.xml", *(extra or [])]
+    result = _sandboxed(state, runtime, tree, results, argv, phase, "test", cancel)
+    report = _read_junit(results / "junit.xml", state.folder / "junit" / f"{phase}.xml")
+    return grade(report, result.exit_code, timed_out=result.timed_out, oom_killed=result.oom_killed)
+
+
+def _rerun(
+    state: Job,
+    runtime: Runtime,
+    tree: Path,
+    phase: str,
+    command: list[str],
+    test_ids: list[str],
+    cancel: threading.Event | None,
+) -> list[SuiteRun]:
+    # All re-runs of one tree go in one container: one start, N pytest runs.
+    results = _results_dir(state, phase, runtime)
+    runs = []
+    for i in range(state.policy.reruns):
+        argv = [*command, *PYTEST_ARGS, f"--junitxml={RESULTS}/junit-{i}.xml", *test_ids]
+        runs.append(shlex.join(argv))
+    script = " ; ".join(runs)
+    result = _sandboxed(state, runtime, tree, results, ["sh", "-c", script], phase, "test", cancel)
+    graded = []
+    for i in range(state.policy.reruns):
+        report = _read_junit(results / f"junit-{i}.xml", None)
+        # The shell's own exit code is the last run's; per-run exit codes are not kept,
+        # so re-runs are graded on their JUnit results alone (exit 1 = some failed).
+        failed = report is not None and any(t.outcome in ("failed", "error") for t in report.tests)
+        graded.append(grade(report, 1 if failed else 0, timed_out=result.timed_out))
+    return graded
+
+
+def _lint(
+    state: Job,
+    runtime: Runtime,
+    baseline_dir: Path,
+    candidate_dir: Path,
+    parsed: ParsedPatch,
+    cancel: threading.Event | None,
+) -> object:
+    lint_policy = state.policy.lint
+    files = sorted(f.path for f in parsed.files if f.path.endswith(".py") and f.status != "deleted")
+    if not files:
+        return lint_diff([], [], parsed, lint_policy.blocking_select)
+    has_config = _has_flake8_config(candidate_dir)
+    options = ["--format", FLAKE8_FORMAT, "--exit-zero"]
+    if not has_config:
+        options += [
+            f"--select={','.join(lint_policy.default_select)}",
+            f"--extend-ignore={','.join(lint_policy.default_extend_ignore)}",
+            f"--max-line-length={lint_policy.default_max_line_length}",
+        ]
+    old_files = [
+        (f.old_path or f.path)
+        for f in parsed.files
+        if f.path.endswith(".py") and f.status not in ("added",)
+    ]
+    old_files = [p for p in old_files if (baseline_dir / p).is_file()]
+    # One container lints both trees: flake8 never imports the code it reads.
+    parts = []
+    if old_files:
+        parts.append(f"cd /base && flake8 {shlex.join(options + old_files)}")
+    parts.append("echo '::fixrunner-candidate::'")
+    parts.append(f"cd /cand && flake8 {shlex.join(options + files)}")
+    spec = RunSpec(
+        image=state.env.id if state.env else "",
+        command=["sh", "-c", " ; ".join(parts)],
+        workdir="/tmp",
+        mounts=[
+            Mount(source=baseline_dir, target="/base", read_only=True),
+            Mount(source=candidate_dir, target="/cand", read_only=True),
+        ],
+        limits=state.policy.limits.for_phase("lint"),
+        job_id=state.job_id,
+        phase="lint",
+    )
+    result = runtime.sandbox.run(spec, cancel)
+    _keep_log(state, "lint", result)
+    before_text, _, after_text = result.output.partition("::fixrunner-candidate::")
+    before = parse_flake8(before_text, lint_policy.blocking_select)
+    after = parse_flake8(after_text, lint_policy.blocking_select)
+    return lint_diff(before, after, parsed, lint_policy.blocking_select)
+
+
+def _has_flake8_config(tree: Path) -> bool:
+    if (tree / ".flake8").is_file():
+        return True
+    for name in ("setup.cfg", "tox.ini"):
+        path = tree / name
+        if path.is_file() and "[flake8]" in path.read_text(encoding="utf-8", errors="replace"):
+            return True
+    return False
+
+
+def _sandboxed(
+    state: Job,
+    runtime: Runtime,
+    tree: Path,
+    results: Path,
+    argv: list[str],
+    phase: str,
+    kind: str,
+    cancel: threading.Event | None,
+) -> RunResult:
+    assert state.env is not None
+    spec = RunSpec(
+        image=state.env.id,
+        command=argv,
+        workdir=WORK,
+        mounts=[
+            Mount(source=tree, target=WORK, read_only=False),
+            Mount(source=results, target=RESULTS, read_only=False),
+        ],
+        limits=state.policy.limits.for_phase(kind),  # type: ignore[arg-type]
+        job_id=state.job_id,
+        phase=phase,
+    )
+    result = runtime.sandbox.run(spec, cancel)
+    _keep_log(state, phase, result)
+    return result
+
+
+def _results_dir(state: Job, phase: str, runtime: Runtime) -> Path:
+    results = state.folder / "trees" / "results" / phase
+    results.mkdir(parents=True, exist_ok=True)
+    hand_over(results, runtime.sandbox._user)
+    return results
+
+
+def _read_junit(path: Path, keep: Path | None) -> object:
+    # The file sits in a folder the sandbox could write: never follow a symlink,
+    # read only a regular file, and only up to a size cap.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None
+        data = handle.read(JUNIT_MAX_BYTES + 1)
+    if keep is not None:
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        keep.write_bytes(data[:JUNIT_MAX_BYTES])
+    if len(data) > JUNIT_MAX_BYTES:
+        return None
+    return parse_junit(data)
+
+
+def _keep_log(state: Job, phase: str, result: RunResult) -> None:
+    logs = state.folder / "logs"
+    logs.mkdir(exist_ok=True)
+    (logs / f"{phase}.log").write_text(result.output, encoding="utf-8")
+    text = result.output
+    head, tail = text[:LOG_HEAD], text[-LOG_TAIL:] if len(text) > LOG_HEAD else ""
+    state.logs.append(
+        PhaseLog(phase=phase, head=head, tail=tail, truncated=result.output_truncated)
+    )
+
+
+# ---------------------------------------------------------------------------- baseline cache
+
+
+def _baseline_key(tree: str, env_id: str, command: list[str], limits: str) -> str:
+    material = json.dumps([tree, env_id, command, PYTEST_ARGS, limits], sort_keys=True)
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def _load_baseline(runtime: Runtime, key: str) -> SuiteRun | None:
+    path = runtime.baseline_cache / f"{key}.json"
+    try:
+        return SuiteRun.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _store_baseline(runtime: Runtime, key: str, run: SuiteRun) -> None:
+    runtime.baseline_cache.mkdir(parents=True, exist_ok=True)
+    tmp = runtime.baseline_cache / f".{key}.{secrets.token_hex(4)}"
+    tmp.write_text(run.model_dump_json(), encoding="utf-8")
+    tmp.replace(runtime.baseline_cache / f"{key}.json")
+
+
+# ---------------------------------------------------------------------------- verdict
+
+
+def _verdict(state: Job, runtime: Runtime) -> Verdict:
+    evidence = state.evidence
+    judgement = judge(evidence, state.policy)
+    tests = test_summary(evidence.baseline, evidence.candidate, evidence.comparison)
+    patch = (
+        patch_stats(evidence.patch, evidence.applied_with, state.policy.test_globs)
+        if evidence.patch is not None
+        else PatchStats(applied_with=evidence.applied_with)
+    )
+    images = ImagesInfo()
+    if state.base is not None:
+        images.base = state.base.tag
+    if state.env is not None:
+        images.environment_image = state.env.tag
+        images.environment = state.env.info()
+    timings = dict(state.timings)
+    if state.baseline_cached:
+        timings["baseline"] = 0.0
+        timings["baseline_cached"] = 1.0
+    return Verdict(
+        job_id=state.job_id,
+        status=judgement.status,
+        summary=judgement.summary,
+        checks=judgement.checks,
+        tests=tests,
+        lint=evidence.lint or Verdict.model_fields["lint"].default_factory(),  # type: ignore[misc]
+        patch=patch,
+        repro=evidence.repro,
+        timings=timings,
+        resources=Resources(limits=state.policy.limits.for_phase("test")),
+        images=images,
+        logs=state.logs,
+        runner_version=__version__,
+    )
+
+
+def _error_verdict(job_id: str, reason: str) -> Verdict:
+    return Verdict(
+        job_id=job_id, status="error", summary=f"error: {reason}", runner_version=__version__
+    )
+
+
+def _write(folder: Path, verdict: Verdict) -> Verdict:
+    (folder / "verdict.json").write_text(verdict.model_dump_json(indent=2), encoding="utf-8")
+    return verdict

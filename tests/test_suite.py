@@ -1,0 +1,371 @@
+"""JUnit parsing, run grading, comparison with re-runs, and diff-aware lint."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.models import JUnitReport, LintFinding, Outcome, SuiteRun, TestResult
+from runner.patch import parse_patch
+from runner.suite import (
+    FLAKE8_FORMAT,
+    apply_reruns,
+    compare,
+    grade,
+    is_blocking,
+    lint_diff,
+    parse_flake8,
+    parse_junit,
+    test_summary,
+)
+
+# Shaped like pytest 9's output with -o junit_family=xunit1 (file attributes present).
+XUNIT1 = b"""<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests">
+<testsuite name="pytest" errors="2" failures="2" skipped="2" tests="11">
+<testcase classname="" name="tests.sub.test_broken" file="tests/sub/test_broken.py" time="0.000">
+<error message="collection failure">ImportError while importing test module
+E   ModuleNotFoundError: No module named 'nonexistent_mod'</error></testcase>
+<testcase classname="tests.test_a" name="test_ok" file="tests/test_a.py" line="1" time="0.010" />
+<testcase classname="tests.test_a" name="test_fail" file="tests/test_a.py" line="2" time="0.0">
+<failure message="ValueError: boom">&gt;   raise ValueError("boom")
+E   ValueError: boom
+
+tests/test_a.py:3: ValueError</failure></testcase>
+<testcase classname="tests.test_a" name="test_p[1]" file="tests/test_a.py" line="3" time="0">
+<failure message="assert 1 != 1">E   assert 1 != 1
+
+tests/test_a.py:5: AssertionError</failure></testcase>
+<testcase classname="tests.test_a" name="test_p[1.5]" file="tests/test_a.py" line="3" />
+<testcase classname="tests.test_a" name="test_p[a/b]" file="tests/test_a.py" line="3" />
+<testcase classname="tests.test_a.TestC" name="test_y" file="tests/test_a.py" line="6" />
+<testcase classname="tests.test_a.TestC.TestInner" name="test_z" file="tests/test_a.py" />
+<testcase classname="tests.test_a" name="test_skip" file="tests/test_a.py" line="9">
+<skipped type="pytest.skip" message="nope">tests/test_a.py:10: nope</skipped></testcase>
+<testcase classname="tests.test_a" name="test_xf" file="tests/test_a.py" line="11">
+<skipped type="pytest.xfail" message="known" /></testcase>
+<testcase classname="tests.test_a" name="test_err" file="tests/test_a.py" line="19">
+<error message="failed on setup with &quot;RuntimeError: setup&quot;">E   RuntimeError: setup
+
+tests/test_a.py:19: RuntimeError</error></testcase>
+</testsuite></testsuites>"""
+
+# The same shapes as pytest's default xunit2 output: no file attribute.
+XUNIT2 = XUNIT1.replace(b' file="tests/test_a.py"', b"").replace(
+    b' file="tests/sub/test_broken.py"', b""
+)
+
+
+def outcomes(report: JUnitReport) -> dict[str, Outcome]:
+    return {t.id: t.outcome for t in report.tests}
+
+
+def run(**tests: str) -> SuiteRun:
+    """A valid run from id=outcome pairs (ids use '__' for '::')."""
+    results = {
+        k.replace("__", "::"): TestResult(id=k.replace("__", "::"), outcome=v)  # type: ignore[arg-type]
+        for k, v in tests.items()
+    }
+    report = JUnitReport(tests=list(results.values()))
+    failing = any(v in ("failed", "error") for v in tests.values())
+    return grade(report, 1 if failing else 0)
+
+
+# --------------------------------------------------------------------------- junit
+
+
+@pytest.mark.parametrize("xml", [XUNIT1, XUNIT2], ids=["xunit1", "xunit2"])
+def test_junit_ids_match_pytest_node_ids(xml: bytes) -> None:
+    ids = set(outcomes(parse_junit(xml)))
+    assert {
+        "tests/test_a.py::test_ok",
+        "tests/test_a.py::test_p[1.5]",
+        "tests/test_a.py::test_p[a/b]",
+        "tests/test_a.py::TestC::test_y",
+        "tests/test_a.py::TestC::TestInner::test_z",
+    } <= ids
+
+
+def test_junit_outcomes() -> None:
+    got = outcomes(parse_junit(XUNIT1))
+    assert [
+        got[f"tests/test_a.py::{n}"] for n in ("test_ok", "test_fail", "test_skip", "test_xf")
+    ] == ["passed", "failed", "skipped", "xfailed"]
+
+
+def test_junit_setup_error_is_error() -> None:
+    assert outcomes(parse_junit(XUNIT1))["tests/test_a.py::test_err"] == "error"
+
+
+def test_junit_xpass_marker_is_xpassed() -> None:
+    xml = (
+        b'<testsuite><testcase classname="t.test_m" name="test_q">'
+        b'<skipped message="xfail-marked test passes unexpectedly"/></testcase></testsuite>'
+    )
+    assert outcomes(parse_junit(xml)) == {"t/test_m.py::test_q": "xpassed"}
+
+
+def test_junit_keeps_failure_message_and_exception_type() -> None:
+    tests = {t.id: t for t in parse_junit(XUNIT1).tests}
+    fail = tests["tests/test_a.py::test_fail"]
+    assert (fail.message, fail.exception_type) == ("ValueError: boom", "ValueError")
+    assert tests["tests/test_a.py::test_p[1]"].exception_type == "AssertionError"
+    assert tests["tests/test_a.py::test_err"].exception_type == "RuntimeError"
+
+
+def test_junit_trims_long_failure_text_keeping_the_end() -> None:
+    xml = (
+        b'<testsuite><testcase classname="t.test_m" name="test_q"><failure message="x">'
+        + b"a" * 10000
+        + b"\nt.py:1: KeyError</failure></testcase></testsuite>"
+    )
+    test = parse_junit(xml).tests[0]
+    assert len(test.text) <= 4000 and test.text.endswith("KeyError")
+
+
+@pytest.mark.parametrize("xml", [XUNIT1, XUNIT2], ids=["xunit1", "xunit2"])
+def test_junit_collection_errors_are_reported_apart(xml: bytes) -> None:
+    report = parse_junit(xml)
+    assert [c.id for c in report.collection_errors] == ["tests/sub/test_broken.py"]
+    assert all("broken" not in t.id for t in report.tests)
+
+
+@pytest.mark.parametrize("data", [b"<testsuite><testcase", b"", b"\xff\xfe not xml"])
+def test_malformed_junit_is_a_typed_error(data: bytes) -> None:
+    assert parse_junit(data).error
+
+
+def test_junit_with_entity_declarations_is_refused() -> None:
+    bomb = b'<!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><testsuite name="&b;"/>'
+    assert "DTD" in (parse_junit(bomb).error or "")
+
+
+def test_junit_with_wrong_root_is_an_error() -> None:
+    assert "root element" in (parse_junit(b"<html><body/></html>").error or "")
+
+
+# --------------------------------------------------------------------------- grading
+
+
+def test_grade_counts_outcomes() -> None:
+    counts = grade(parse_junit(XUNIT1), 1).counts
+    assert counts.model_dump() == {"passed": 5, "failed": 2, "error": 1, "skipped": 2, "total": 10}
+
+
+def test_grade_failing_run_with_exit_1_is_valid() -> None:
+    assert grade(parse_junit(XUNIT1), 1).valid
+
+
+def test_grade_missing_results_file_is_invalid() -> None:
+    graded = grade(None, 137)
+    assert not graded.valid and not graded.results_found
+    assert "no results file" in (graded.invalid_reason or "")
+
+
+def test_grade_malformed_file_is_invalid() -> None:
+    graded = grade(parse_junit(b"<oops"), 1)
+    assert not graded.valid and "malformed" in (graded.invalid_reason or "")
+
+
+def test_grade_no_tests_is_invalid() -> None:
+    assert grade(JUnitReport(), 5).invalid_reason == "no tests were collected"
+
+
+def test_grade_empty_report_with_exit_0_is_invalid() -> None:
+    assert not grade(JUnitReport(), 0).valid
+
+
+def test_grade_all_passed_with_nonzero_exit_is_spoofed() -> None:
+    graded = grade(JUnitReport(tests=[TestResult(id="t.py::test_a", outcome="passed")]), 1)
+    assert not graded.valid and "inconsistent" in (graded.invalid_reason or "")
+
+
+def test_grade_failures_with_exit_0_is_inconsistent() -> None:
+    assert not grade(parse_junit(XUNIT1), 0).valid
+
+
+@pytest.mark.parametrize("code", [2, 3, 4])
+def test_grade_interrupted_internal_and_usage_exits_are_invalid(code: int) -> None:
+    assert not grade(parse_junit(XUNIT1), code).valid
+
+
+def test_grade_timeout_is_invalid() -> None:
+    assert grade(parse_junit(XUNIT1), None, timed_out=True).invalid_reason == (
+        "the test run timed out"
+    )
+
+
+def test_grade_oom_is_invalid() -> None:
+    assert not grade(parse_junit(XUNIT1), 137, oom_killed=True).valid
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def test_compare_classifies_transitions() -> None:
+    before = run(a="failed", b="passed", c="failed", d="passed")
+    after = run(a="passed", b="failed", c="failed", d="passed")
+    comp = compare(before, after)
+    assert (comp.fail_to_pass, comp.pass_to_fail, comp.still_failing, comp.pass_to_pass) == (
+        ["a"],
+        ["b"],
+        ["c"],
+        ["d"],
+    )
+
+
+def test_compare_missing_candidate_test_counts_as_failed() -> None:
+    comp = compare(run(a="passed", b="failed"), run(c="passed"))
+    assert comp.pass_to_fail == ["a"] and comp.still_failing == ["b"]
+    assert comp.removed == ["a", "b"]
+
+
+def test_compare_failing_then_skipped_is_not_a_fix() -> None:
+    comp = compare(run(a="failed"), run(a="skipped"))
+    assert comp.fail_to_pass == [] and comp.fail_to_skip == ["a"]
+
+
+def test_compare_passing_then_skipped_is_a_regression() -> None:
+    assert compare(run(a="passed"), run(a="skipped")).pass_to_fail == ["a"]
+
+
+def test_compare_xfail_counts_as_passing() -> None:
+    assert compare(run(a="xfailed"), run(a="xfailed")).pass_to_pass == ["a"]
+
+
+def test_compare_skipped_baseline_proves_no_fix() -> None:
+    comp = compare(run(a="skipped"), run(a="passed"))
+    assert comp.fail_to_pass == [] and comp.changed == []
+
+
+def test_compare_new_passing_test_is_only_added() -> None:
+    comp = compare(run(a="passed"), run(a="passed", n="passed"))
+    assert comp.added == ["n"] and comp.fail_to_pass == []
+
+
+def test_compare_test_in_uncollectable_module_is_a_fix() -> None:
+    broken = TestResult(id="tests/test_n.py", outcome="error")
+    before = grade(
+        JUnitReport(tests=[TestResult(id="t.py::a", outcome="passed")], collection_errors=[broken]),
+        1,
+    )
+    comp = compare(before, run(**{"t.py__a": "passed", "tests/test_n.py__test_new": "passed"}))
+    assert comp.fail_to_pass == ["tests/test_n.py::test_new"]
+
+
+def test_compare_reports_new_collection_errors() -> None:
+    broken = TestResult(id="tests/test_n.py", outcome="error")
+    after = grade(
+        JUnitReport(tests=[TestResult(id="a", outcome="passed")], collection_errors=[broken]), 1
+    )
+    assert compare(run(a="passed"), after).new_collection_errors == ["tests/test_n.py"]
+
+
+def test_compare_lists_changed_tests_for_reruns() -> None:
+    comp = compare(run(a="failed", b="passed", c="passed"), run(a="passed", b="error", c="passed"))
+    assert comp.changed == ["a", "b"]
+
+
+def test_reruns_move_flipping_fix_to_flaky() -> None:
+    comp = compare(run(a="failed", b="failed"), run(a="passed", b="passed"))
+    result = apply_reruns(comp, [run(a="failed", b="failed")], [run(a="failed", b="passed")])
+    assert result.flaky == ["a"] and result.fail_to_pass == ["b"]
+
+
+def test_reruns_move_flipping_regression_to_flaky() -> None:
+    comp = compare(run(a="passed"), run(a="failed"))
+    result = apply_reruns(comp, [run(a="failed")], [run(a="failed")])
+    assert result.flaky == ["a"] and result.pass_to_fail == []
+
+
+def test_reruns_that_agree_change_nothing() -> None:
+    comp = compare(run(a="failed", b="passed"), run(a="passed", b="failed"))
+    assert (
+        apply_reruns(comp, [run(a="failed", b="passed")] * 2, [run(a="passed", b="failed")]) == comp
+    )
+
+
+# --------------------------------------------------------------------------- lint
+
+PATCH = parse_patch(
+    "diff --git a/app/m.py b/app/m.py\n--- a/app/m.py\n+++ b/app/m.py\n"
+    "@@ -1,3 +1,3 @@\n import os\n-x = undefined_name\n+import sys\n y = 2\n"
+)
+
+
+def finding(line: int, code: str, path: str = "app/m.py") -> LintFinding:
+    return LintFinding(path=path, line=line, col=1, code=code, message="m")
+
+
+def test_flake8_format_constant_has_five_fields() -> None:
+    assert FLAKE8_FORMAT.count("%(") == 5
+
+
+def test_parse_flake8_lines() -> None:
+    out = (
+        "./app/m.py:2:1:F401:'sys' imported but unused\n"
+        "app/m.py:3:80:E501:line too long (90 > 79)\n"
+    )
+    assert parse_flake8(out) == [
+        LintFinding(
+            path="app/m.py",
+            line=2,
+            col=1,
+            code="F401",
+            message="'sys' imported but unused",
+            blocking=True,
+        ),
+        LintFinding(
+            path="app/m.py",
+            line=3,
+            col=80,
+            code="E501",
+            message="line too long (90 > 79)",
+            blocking=False,
+        ),
+    ]
+
+
+def test_parse_flake8_keeps_colons_in_messages_and_skips_noise() -> None:
+    out = "noise line\na.py:1:1:E999:SyntaxError: invalid syntax\n"
+    assert [(f.code, f.message) for f in parse_flake8(out)] == [
+        ("E999", "SyntaxError: invalid syntax")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("code", "blocking"), [("E999", True), ("F821", True), ("E501", False), ("W291", False)]
+)
+def test_default_blocking_codes(code: str, blocking: bool) -> None:
+    assert is_blocking(code) is blocking
+
+
+def test_lint_diff_new_only_on_added_lines() -> None:
+    summary = lint_diff([], [finding(1, "F401"), finding(2, "F401")], PATCH)
+    assert [(f.line, f.blocking) for f in summary.new] == [(2, True)]
+
+
+def test_lint_diff_fixed_when_line_removed() -> None:
+    summary = lint_diff([finding(2, "F821")], [], PATCH)
+    assert [f.code for f in summary.fixed] == ["F821"]
+
+
+def test_lint_diff_untouched_finding_is_neither_new_nor_fixed() -> None:
+    summary = lint_diff([finding(1, "F401")], [finding(1, "F401")], PATCH)
+    assert summary.new == [] and summary.fixed == []
+
+
+def test_lint_diff_style_finding_is_not_blocking() -> None:
+    assert lint_diff([], [finding(2, "E501")], PATCH).new[0].blocking is False
+
+
+def test_lint_diff_custom_blocking_select() -> None:
+    assert lint_diff([], [finding(2, "E501")], PATCH, ["E", "F"]).new[0].blocking is True
+
+
+def test_summary_counts_fail_to_skip_as_still_failing() -> None:
+    before, after = (
+        run(a="failed", b="failed", c="passed"),
+        run(a="skipped", b="passed", c="passed"),
+    )
+    summary = test_summary(before, after, compare(before, after))
+    assert (summary.still_failing, summary.fail_to_pass, summary.pass_to_pass) == (["a"], ["b"], 1)
+    assert summary.candidate.skipped == 1
