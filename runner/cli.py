@@ -16,7 +16,7 @@ from rich.console import Console
 
 from runner import __version__
 from runner.config import Settings, load_settings
-from runner.errors import ImageBuildError, RunnerError, UsageError
+from runner.errors import ImageBuildError, JobInputError, RunnerError, UsageError
 from runner.logs import configure_logging
 
 log = structlog.get_logger(__name__)
@@ -142,6 +142,19 @@ def _verify_parser() -> argparse.ArgumentParser:
         metavar="TEST_ID",
         help="test ids that must fail before and pass after",
     )
+    parser.add_argument(
+        "--repro",
+        action="append",
+        default=[],
+        metavar="CMD",
+        help="a command that shows the production error (run from the repository root, "
+        "split with shell rules, never through a shell); repeatable",
+    )
+    parser.add_argument(
+        "--expect-error",
+        metavar="TEXT",
+        help="what the baseline must show: 'Type' or 'Type: message prefix' of the last exception",
+    )
     parser.add_argument("--policy", default="default", help="policy name or .toml file")
     parser.add_argument("--config", type=Path, default=None, help="runner.toml to read")
     parser.add_argument("--job-id", default=None, help="id for the job folder (default: generated)")
@@ -169,6 +182,7 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
 
     from runner.models import FixJob
     from runner.pipeline import Runtime, verify
+    from runner.repro import check_expected, split_command
     from runner.report import render_json, render_text
 
     args = _verify_parser().parse_args(argv)
@@ -187,6 +201,8 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
             test_patch=_read_patch(args.test_patch, "test patch") if args.test_patch else None,
             fail_to_pass=args.fail_to_pass,
             policy=str(args.policy),
+            repro=args.repro,
+            expect_error=args.expect_error,
             job_id=args.job_id,
         )
     except ValidationError as exc:
@@ -194,6 +210,14 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise UsageError(f"verify-patch: {problems}") from exc
+    if args.expect_error and not args.repro:
+        raise UsageError("verify-patch: --expect-error needs at least one --repro command")
+    try:
+        check_expected(args.expect_error)
+        for command in args.repro:
+            split_command(command)
+    except JobInputError as exc:
+        raise UsageError(f"verify-patch: {exc}") from exc
     runtime = Runtime.start(settings)
 
     def progress(phase: str, message: str) -> None:

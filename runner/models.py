@@ -323,6 +323,10 @@ class ReproRun(Model):
         description="The expected error (or the baseline's exception) appears in the candidate's "
         "output.",
     )
+    problem: str | None = Field(
+        default=None,
+        description="Why the command could not be judged (not in the repository, not found).",
+    )
 
 
 class PhaseLog(Model):

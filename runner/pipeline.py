@@ -41,6 +41,8 @@ from runner.models import (
     ParsedPatch,
     PatchStats,
     PhaseLog,
+    ReproResult,
+    ReproRun,
     Resources,
     RunResult,
     RunSpec,
@@ -49,6 +51,13 @@ from runner.models import (
 )
 from runner.patch import parse_patch, patch_stats, split_test_part
 from runner.policy import Policy, judge, load_policy
+from runner.repro import (
+    check_expected,
+    evaluate,
+    missing_files,
+    not_runnable,
+    split_command,
+)
 from runner.sandbox import DockerSandbox, hand_over
 from runner.suite import (
     FLAKE8_FORMAT,
@@ -66,6 +75,7 @@ from runner.workspace import (
     apply_patch,
     check_paths_against_tree,
     checkout,
+    copy_tree,
     remove_tree,
     tree_id,
     validate_repo_url,
@@ -151,8 +161,10 @@ class Job:
     logs: list[PhaseLog] = field(default_factory=list)
     evidence: Evidence = field(default_factory=Evidence)
     env: EnvImage | None = None
+    mirror: Path | None = None
     base: BaseImage | None = None
     baseline_cached: bool = False
+    repro_problems: dict[str, str] = field(default_factory=dict)
 
     @contextlib.contextmanager
     def phase(self, name: str, message: str = "") -> Iterator[None]:
@@ -247,6 +259,9 @@ def _intake(state: Job) -> tuple[ParsedPatch, ParsedPatch | None, str, str]:
                 raise PatchError(f"the test patch: {exc}", check=exc.check) from exc
             state.evidence = state.evidence.model_copy(update={"test_patch": test_parsed})
         test_part, _ = split_test_part(parsed, None, state.policy.test_globs)
+        check_expected(state.job.expect_error)
+        for command in state.job.repro:
+            split_command(command)
     return parsed, test_parsed, test_part, parsed.text
 
 
@@ -256,6 +271,7 @@ def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event 
     with state.phase("checkout", "fetching the repository"):
         url = validate_repo_url(state.job.repo, runtime.settings.security.allow_local_repos)
         mirror, commit = runtime.mirrors.resolve(url, state.job.base)
+        state.mirror = mirror
         baseline_dir = checkout(mirror, commit, trees / "baseline")
         candidate_dir = checkout(mirror, commit, trees / "candidate")
     with state.phase("env", "preparing the environment image"):
@@ -312,9 +328,19 @@ def _runs(
     key = _baseline_key(baseline_tree, state.env.id, command, limits.model_dump_json())
     cached = _load_baseline(runtime, key)
     user = runtime.sandbox._user
-    for tree in (baseline_dir, candidate_dir):
+    repro_trees = _repro_trees(state, baseline_dir, candidate_dir)
+    for tree in (baseline_dir, candidate_dir, *repro_trees):
         hand_over(tree, user)
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix=f"job-{state.job_id}") as pool:
+    with ThreadPoolExecutor(max_workers=5, thread_name_prefix=f"job-{state.job_id}") as pool:
+        repro_futures = [
+            pool.submit(
+                _timed,
+                state,
+                f"repro-{side}",
+                lambda t=tree, s=side: _repro(state, runtime, t, s, cancel),
+            )
+            for side, tree in zip(("baseline", "candidate"), repro_trees, strict=False)
+        ]
         baseline_future = None
         if cached is None:
             baseline_future = pool.submit(
@@ -346,8 +372,9 @@ def _runs(
             state.progress("baseline", "baseline results reused from the cache")
         candidate = candidate_future.result()
         lint = lint_future.result()
+        repro_runs = _repro_evidence(state, [f.result() for f in repro_futures])
     state.evidence = state.evidence.model_copy(
-        update={"baseline": baseline, "candidate": candidate, "lint": lint}
+        update={"baseline": baseline, "candidate": candidate, "lint": lint, "repro": repro_runs}
     )
     if not (baseline.valid and candidate.valid):
         state.evidence = state.evidence.model_copy(
@@ -383,6 +410,74 @@ def _runs(
     state.evidence = state.evidence.model_copy(update={"comparison": comparison})
 
 
+def _repro_trees(state: Job, baseline_dir: Path, candidate_dir: Path) -> list[Path]:
+    # Repro commands get their own copies of the trees: a script may write files, and
+    # the test runs read the same trees at the same time.
+    if not state.job.repro:
+        return []
+    for command in state.job.repro:
+        missing = missing_files(split_command(command), baseline_dir)
+        if missing:
+            state.repro_problems[command] = (
+                f"names {', '.join(missing)}, which is not in the repository at the base revision"
+            )
+    return [
+        copy_tree(baseline_dir, baseline_dir.parent / "baseline-repro"),
+        copy_tree(candidate_dir, candidate_dir.parent / "candidate-repro"),
+    ]
+
+
+def _repro(
+    state: Job, runtime: Runtime, tree: Path, side: str, cancel: threading.Event | None
+) -> list[RunResult | None]:
+    assert state.env is not None
+    results: list[RunResult | None] = []
+    for i, command in enumerate(state.job.repro):
+        if command in state.repro_problems:
+            results.append(None)
+            continue
+        spec = RunSpec(
+            image=state.env.id,
+            command=split_command(command),
+            workdir=WORK,
+            mounts=[Mount(source=tree, target=WORK, read_only=False), *_mirror_mount(state)],
+            limits=state.policy.limits.for_phase("repro"),
+            job_id=state.job_id,
+            phase=f"repro-{side}-{i}",
+        )
+        result = runtime.sandbox.run(spec, cancel)
+        _keep_log(state, f"repro-{side}-{i}", result)
+        results.append(result)
+    return results
+
+
+def _repro_evidence(state: Job, sides: list[list[RunResult | None]]) -> list[ReproRun]:
+    if not sides:
+        return []
+    baseline, candidate = sides
+    runs = []
+    for command, base, cand in zip(state.job.repro, baseline, candidate, strict=True):
+        if base is None or cand is None:
+            empty = ReproResult()
+            runs.append(
+                ReproRun(
+                    command=command,
+                    expect_error=state.job.expect_error,
+                    baseline=empty,
+                    candidate=empty,
+                    problem=state.repro_problems.get(command, "did not run"),
+                )
+            )
+            continue
+        run = evaluate(command, state.job.expect_error, base, cand)
+        why = not_runnable(base)
+        if why:
+            program = split_command(command)[0]
+            run = run.model_copy(update={"problem": f"{program} {why} in the sandbox"})
+        runs.append(run)
+    return runs
+
+
 def _timed(state: Job, name: str, work: Callable[[], object]) -> object:
     with state.phase(name, _PHASE_MESSAGES.get(name, name)):
         return work()
@@ -392,6 +487,8 @@ _PHASE_MESSAGES = {
     "baseline": "running the tests without the fix",
     "candidate": "running the tests with the fix",
     "lint": "running flake8 on the changed files",
+    "repro-baseline": "running the repro command(s) without the fix",
+    "repro-candidate": "running the repro command(s) with the fix",
 }
 
 
@@ -525,6 +622,7 @@ def _sandboxed(
         mounts=[
             Mount(source=tree, target=WORK, read_only=False),
             Mount(source=results, target=RESULTS, read_only=False),
+            *_mirror_mount(state),
         ],
         limits=state.policy.limits.for_phase(kind),  # type: ignore[arg-type]
         job_id=state.job_id,
@@ -533,6 +631,15 @@ def _sandboxed(
     result = runtime.sandbox.run(spec, cancel)
     _keep_log(state, phase, result)
     return result
+
+
+def _mirror_mount(state: Job) -> list[Mount]:
+    # A checkout borrows the mirror's objects through an alternates file that names the
+    # mirror's host path: mounting it read-only there lets git in the sandbox (a suite
+    # using setuptools-scm or `git describe`) read history, and never write it.
+    if state.mirror is None:
+        return []
+    return [Mount(source=state.mirror, target=str(state.mirror), read_only=True)]
 
 
 def _results_dir(state: Job, phase: str, runtime: Runtime) -> Path:

@@ -292,7 +292,9 @@ def _reproduced_by_command(evidence: Evidence) -> Check:
     for run in evidence.repro:
         base, cand = run.baseline, run.candidate
         did = _describe(base)
-        if base.timed_out or base.exit_code in (None, 0):
+        if run.problem:
+            problems.append(f"{run.command!r}: {run.problem}")
+        elif base.timed_out or base.exit_code in (None, 0):
             problems.append(f"{run.command!r}: the error was not reproduced (baseline {did})")
         elif run.expect_error and not run.baseline_matched:
             problems.append(

@@ -46,13 +46,19 @@ def base_image(docker_client: docker.DockerClient) -> BaseImage:
 
 @pytest.fixture(autouse=True)
 def no_leftover_containers(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After every Docker test, no container with the runner's owner label may remain."""
+    """After every Docker test, no container of a test runner instance may remain."""
     if request.node.get_closest_marker("docker") is None:
         yield
         return
     client = request.getfixturevalue("docker_client")
     yield
-    left = client.containers.list(all=True, filters={"label": LABEL_OWNER})
+    # Only the test instances' containers ("pytest…" owners): a runner or service the
+    # developer runs beside the suite is not the suite's to judge or remove.
+    left = [
+        c
+        for c in client.containers.list(all=True, filters={"label": LABEL_OWNER})
+        if c.labels.get(LABEL_OWNER, "").startswith(TEST_INSTANCE)
+    ]
     for container in left:
         container.remove(force=True, v=True)
     assert not left, f"containers left behind: {[c.name for c in left]}"

@@ -220,7 +220,10 @@ def test_zombies_are_reaped_by_an_init(sandbox: DockerSandbox, base_image: BaseI
 
 
 def test_cancel_stops_and_removes_the_container(
-    sandbox: DockerSandbox, base_image: BaseImage, docker_client: docker.DockerClient
+    sandbox: DockerSandbox,
+    base_image: BaseImage,
+    docker_client: docker.DockerClient,
+    settings: Settings,
 ) -> None:
     cancel = threading.Event()
     timer = threading.Timer(1.0, cancel.set)
@@ -230,7 +233,9 @@ def test_cancel_stops_and_removes_the_container(
     assert time.monotonic() - started < 60
     assert not result.timed_out
     assert result.exit_code != 0
-    assert not docker_client.containers.list(all=True, filters={"label": LABEL_OWNER})
+    assert not docker_client.containers.list(
+        all=True, filters={"label": f"{LABEL_OWNER}={settings.engine.instance}"}
+    )
 
 
 def test_missing_image_is_a_sandbox_error_not_a_result(sandbox: DockerSandbox) -> None:
