@@ -191,7 +191,12 @@ def _error(reason: str) -> Judgement:
 def _verified_summary(evidence: Evidence) -> str:
     fixed = evidence.comparison.fail_to_pass if evidence.comparison else []
     ran = len(evidence.candidate.tests) if evidence.candidate else 0
-    return f"verified: {len(fixed)} test(s) fixed, no regressions in {ran} test(s)"
+    summary = f"verified: {len(fixed)} test(s) fixed, no regressions in {ran} test(s)"
+    for run in evidence.repro:
+        exc = run.baseline.last_exception
+        was = f" (was {exc.type})" if exc else ""
+        summary += f"; {run.command!r} now exits 0{was}"
+    return summary
 
 
 def _checks(evidence: Evidence, policy: Policy) -> list[Check]:

@@ -55,13 +55,12 @@ def render_text(verdict: Verdict, console: Console) -> None:
         tag = "lint (blocking)" if finding.blocking else "lint"
         rows.append((tag, f"{finding.path}:{finding.line}: {finding.code} {finding.message}"))
     for run in verdict.repro:
-        rows.append(
-            (
-                "repro",
-                f"{run.command}: baseline exit {run.baseline.exit_code}, "
-                f"candidate exit {run.candidate.exit_code}",
-            )
-        )
+        rows.append(("repro", f"{run.command}"))
+        for side, result in (("before", run.baseline), ("after", run.candidate)):
+            exc = result.last_exception
+            shown = f", {exc.type}: {exc.message.splitlines()[0] if exc.message else ''}"
+            status = "timed out" if result.timed_out else f"exit {result.exit_code}"
+            rows.append((f"  {side}", status + (shown if exc else "")))
     if verdict.timings:
         shown = {k: v for k, v in verdict.timings.items() if k != "baseline_cached"}
         cached = " (baseline from cache)" if verdict.timings.get("baseline_cached") else ""
