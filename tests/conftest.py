@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from runner.errors import EngineUnavailableError
 from runner.images import BaseImage, ensure_base_image
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TEST_INSTANCE = "pytest"
+# One owner label per test session: concurrent sessions never judge or remove each
+# other's containers. Tests that need another instance name derive it from this prefix.
+TEST_INSTANCE = f"pytest-{os.getpid()}"
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +55,8 @@ def no_leftover_containers(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     client = request.getfixturevalue("docker_client")
     yield
-    # Only the test instances' containers ("pytest…" owners): a runner or service the
-    # developer runs beside the suite is not the suite's to judge or remove.
+    # Only this session's containers (owners starting with TEST_INSTANCE): a runner, a
+    # service or another test session running beside it is not this one's to judge.
     left = [
         c
         for c in client.containers.list(all=True, filters={"label": LABEL_OWNER})

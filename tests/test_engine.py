@@ -4,6 +4,7 @@ import time
 
 import docker
 import pytest
+from conftest import TEST_INSTANCE
 
 from runner.config import EngineSettings
 from runner.engine import LABEL_DEADLINE, LABEL_OWNER, connect, sweep_expired
@@ -26,11 +27,11 @@ def test_gc_removes_only_own_expired_containers(
     docker_client: docker.DockerClient, base_image: BaseImage
 ) -> None:
     now = time.time()
-    expired = labelled(docker_client, base_image, "pytest", now - 10)
-    live = labelled(docker_client, base_image, "pytest", now + 3600)
-    other = labelled(docker_client, base_image, "pytest-other-runner", now - 10)
+    expired = labelled(docker_client, base_image, TEST_INSTANCE, now - 10)
+    live = labelled(docker_client, base_image, TEST_INSTANCE, now + 3600)
+    other = labelled(docker_client, base_image, f"{TEST_INSTANCE}-other", now - 10)
     try:
-        sweep = sweep_expired(docker_client, "pytest")
+        sweep = sweep_expired(docker_client, TEST_INSTANCE)
         remaining = {c.id for c in docker_client.containers.list(all=True)}
         assert expired.id not in remaining
         assert live.id in remaining
