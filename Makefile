@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup engine images test test-unit lint demo bench clean
+.PHONY: setup engine images test test-unit lint demo demo-fix bench clean
 
 setup: $(STAMP) engine images ## venv + package + Docker engine + base image
 
@@ -36,6 +36,9 @@ lint:
 
 demo: ## verify-patch on the bundled Flask example's three candidates
 	bash examples/demo.sh
+
+demo-fix: ## the Claude fix loop on the Flask example, against a scripted loopback API
+	bash examples/demo-fix.sh
 
 bench:
 	$(BIN)/python bench/run.py

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 from rich.console import Console
@@ -18,6 +19,9 @@ from runner import __version__
 from runner.config import Settings, load_settings
 from runner.errors import ImageBuildError, JobInputError, RunnerError, UsageError
 from runner.logs import configure_logging
+
+if TYPE_CHECKING:
+    from runner.models import Verdict
 
 log = structlog.get_logger(__name__)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -88,6 +92,55 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fix(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+    from rich.markup import escape
+
+    from runner.errorreport import ErrorReport
+    from runner.fixer import make_client, run_fix, write_outputs
+    from runner.pipeline import Runtime
+
+    settings = load_settings(args.config)
+    configure_logging("warning")
+    if args.max_attempts is not None and args.max_attempts < 1:
+        raise UsageError("runner fix: --max-attempts must be at least 1")
+    try:
+        report = ErrorReport.from_text(args.error.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"runner fix: cannot read {args.error}: {exc.strerror}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'report'}: {e['msg']}" for e in exc.errors()
+        )
+        raise UsageError(f"runner fix: {args.error} is not an error report: {problems}") from exc
+    make_client(settings.fixer)  # a missing API key is one line before any work starts
+    repo = args.repo
+    if "://" not in repo and Path(repo).exists():
+        repo = str(Path(repo).resolve())
+    runtime = Runtime.start(settings)
+
+    def progress(phase: str, message: str) -> None:
+        stderr.print(f"[dim]>[/dim] {phase:<9} {escape(message)}")
+
+    result = run_fix(
+        report, repo, args.base, runtime, settings, progress, max_attempts=args.max_attempts
+    )
+    if args.output_dir is not None:
+        write_outputs(result, args.output_dir)
+    if args.json:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+    else:
+        for attempt in result.attempts:
+            tokens = f"{attempt.input_tokens} in / {attempt.output_tokens} out"
+            print(f"attempt {attempt.number}: {attempt.status} ({tokens})")
+            for reason in attempt.reasons:
+                print(f"  - {reason}")
+        print(f"{result.status.upper()}: {result.summary}")
+        if args.output_dir is not None:
+            print(f"wrote {args.output_dir}")
+    return {"verified": 0, "not_verified": 1, "error": 2}[result.status]
+
+
 def _runner_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="runner", description="fixrunner: verify candidate fixes in a sandbox")
     parser.add_argument("--version", action="version", version=f"fixrunner {__version__}")
@@ -105,6 +158,30 @@ def _runner_parser() -> argparse.ArgumentParser:
 
     gc = sub.add_parser("gc", help="remove this runner's containers whose deadline passed")
     gc.set_defaults(func=_cmd_gc)
+
+    fix = sub.add_parser(
+        "fix",
+        help="ask Claude for a fix of an error report and verify it (exit 0 verified, "
+        "1 none verified, 2 error)",
+    )
+    fix.add_argument("--repo", required=True, help="repository: local path or git URL")
+    fix.add_argument("--base", default="HEAD", help="revision that failed (default HEAD)")
+    fix.add_argument(
+        "--error", required=True, type=Path, help="error report: JSON, or a traceback as printed"
+    )
+    fix.add_argument("--max-attempts", type=int, default=None, help="default: [fixer] max_attempts")
+    fix.add_argument("--json", action="store_true", help="print the result JSON alone on stdout")
+    fix.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help="write fix.diff, test.diff, PR.md, result.json",
+    )
+    fix.set_defaults(func=_cmd_fix)
+
+    from runner.service.cli import add_service_commands  # imports no web framework
+
+    add_service_commands(sub)
     return parser
 
 
@@ -162,7 +239,25 @@ def _verify_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the verdict JSON alone on stdout"
     )
     parser.add_argument("--output", type=Path, help="also write the verdict JSON to this file")
-    parser.add_argument("--format", choices=["text", "json"], default=None, help="stdout format")
+    parser.add_argument(
+        "--format",
+        choices=["text", "json", "github"],
+        default=None,
+        help="stdout format; github also writes $GITHUB_OUTPUT and $GITHUB_STEP_SUMMARY "
+        "and prints workflow annotations",
+    )
+    parser.add_argument(
+        "--junit", type=Path, metavar="DIR", help="write baseline.xml and candidate.xml here"
+    )
+    parser.add_argument(
+        "--sarif", type=Path, metavar="FILE", help="write the new lint findings as SARIF 2.1.0"
+    )
+    parser.add_argument(
+        "--fail-on",
+        choices=["rejected", "never"],
+        default="rejected",
+        help="never: a rejected verdict exits 0 (an error still exits 2)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every step on stderr")
     return parser
 
@@ -182,8 +277,8 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
 
     from runner.models import FixJob
     from runner.pipeline import Runtime, verify
-    from runner.repro import check_expected, split_command
     from runner.report import render_json, render_text
+    from runner.repro import check_expected, split_command
 
     args = _verify_parser().parse_args(argv)
     fmt = "json" if args.json else (args.format or "text")
@@ -226,11 +321,67 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
     verdict = verify(job, runtime, progress=progress)
     if args.output:
         args.output.write_text(render_json(verdict), encoding="utf-8")
+    job_folder = runtime.jobs_dir / verdict.job_id
+    _write_reports(verdict, job_folder, args.junit, args.sarif)
     if fmt == "json":
         sys.stdout.write(render_json(verdict))
+    elif fmt == "github":
+        _render_github(verdict, job_folder, args.output or job_folder / "verdict.json")
     else:
         render_text(verdict, Console(width=None if sys.stdout.isatty() else 120))
-    return {"verified": 0, "rejected": 1, "error": 2}[verdict.status]
+    return exit_code(verdict.status, args.fail_on)
+
+
+def exit_code(status: str, fail_on: str = "rejected") -> int:
+    """0 verified, 1 rejected, 2 error; ``--fail-on never`` turns only rejected into 0."""
+    if status == "rejected" and fail_on == "never":
+        return 0
+    return {"verified": 0, "rejected": 1, "error": 2}[status]
+
+
+def _write_reports(
+    verdict: Verdict, job_folder: Path, junit: Path | None, sarif: Path | None
+) -> None:
+    from runner.junit_report import write_junit
+    from runner.sarif import render_sarif
+
+    try:
+        if junit is not None:
+            write_junit(verdict, job_folder, junit)
+        if sarif is not None:
+            sarif.parent.mkdir(parents=True, exist_ok=True)
+            sarif.write_text(render_sarif(verdict), encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"verify-patch: cannot write a report: {exc}") from exc
+
+
+def _render_github(verdict: Verdict, job_folder: Path, verdict_json: Path) -> None:
+    """Outputs, job summary and annotations where GitHub reads them (files from its env)."""
+    import io
+    import os
+
+    from runner.github import quote_untrusted, render_github
+    from runner.report import render_text
+
+    def env_path(name: str) -> Path | None:
+        value = os.environ.get(name)
+        if not value:
+            stderr.print(f"[dim]{name} is not set: skipped[/dim]")
+        return Path(value) if value else None
+
+    lines = render_github(
+        verdict,
+        verdict_json.resolve(),
+        output_file=env_path("GITHUB_OUTPUT"),
+        summary_file=env_path("GITHUB_STEP_SUMMARY"),
+        job_folder=job_folder,
+    )
+    buffer = io.StringIO()
+    render_text(verdict, Console(file=buffer, width=120, no_color=True, highlight=False))
+    # The table quotes test ids and messages from the candidate's run: no workflow
+    # command in it may take effect, so it is printed between stop-commands markers.
+    sys.stdout.write(quote_untrusted(buffer.getvalue()))
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
 
 
 def verify_patch_main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 
 from runner.errors import ConfigError
 from runner.models import Limits, Model
@@ -101,6 +101,109 @@ class SecuritySettings(Model):
     )
 
 
+class ServiceToken(Model):
+    """One API token of `runner serve`: its hash only, never the token itself."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Who holds it.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 hex of the token.")
+    callback_secret: str | None = Field(
+        default=None, description="HMAC key signing this token's callbacks (kept out of logs)."
+    )
+    callback_secret_env: str | None = Field(
+        default=None, description="Environment variable holding the callback secret instead."
+    )
+
+
+class ServiceSettings(Model):
+    """`runner serve`: the HTTP API, its job queue, limits, tokens and callbacks."""
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8088, ge=0, le=65535, description="Port to listen on.")
+    concurrency: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, description="Jobs run at once."
+    )
+    queue_limit: int = Field(default=100, ge=1, description="Queued jobs before 429.")
+    max_body_bytes: int = Field(default=4 * 2**20, ge=1024, description="Request body cap (413).")
+    max_patch_bytes: int = Field(
+        default=2**20, ge=1, description="Cap on patch and test_patch, each (413)."
+    )
+    repo_allowlist: list[str] = Field(
+        default_factory=list,
+        description="Hosts (github.com) or URL prefixes (https://git.example.com/team/) "
+        "jobs may name; empty allows no remote repository.",
+    )
+    allow_local_repos: bool = Field(
+        default=False, description="Accept local paths and file:// URLs (off for a service)."
+    )
+    store_path: Path | None = Field(
+        default=None, description="SQLite job store; default <state_dir>/service.db."
+    )
+    tokens_file: Path | None = Field(
+        default=None,
+        description="Tokens written by `runner token create`; default <state_dir>/tokens.json.",
+    )
+    tokens: list[ServiceToken] = Field(
+        default_factory=list, description="Tokens configured here, besides the tokens file."
+    )
+    callback_attempts: int = Field(default=5, ge=1, description="Delivery attempts per callback.")
+    callback_backoff_s: float = Field(
+        default=1.0, gt=0, description="First retry delay; doubles each attempt."
+    )
+    callback_backoff_max_s: float = Field(default=60.0, gt=0, description="Longest retry delay.")
+    callback_timeout_s: float = Field(default=10.0, gt=0, description="One delivery's timeout.")
+    shutdown_grace_s: float = Field(
+        default=30.0, ge=0, description="SIGTERM: how long running jobs may take to finish."
+    )
+
+
+class Price(Model):
+    """What one model costs, in US dollars per million tokens."""
+
+    input_per_mtok: float = Field(ge=0, description="Price of a million input tokens.")
+    output_per_mtok: float = Field(ge=0, description="Price of a million output tokens.")
+
+
+def _default_prices() -> dict[str, Price]:
+    return {
+        "claude-sonnet-5": Price(input_per_mtok=2.0, output_per_mtok=10.0),
+        "claude-opus-5": Price(input_per_mtok=5.0, output_per_mtok=25.0),
+        "claude-haiku-4-5": Price(input_per_mtok=1.0, output_per_mtok=5.0),
+        "claude-sonnet-4-5": Price(input_per_mtok=3.0, output_per_mtok=15.0),
+    }
+
+
+class FixerSettings(Model):
+    """`runner fix`: the Claude loop from an error report to a verified patch."""
+
+    model: str = Field(
+        default="claude-sonnet-5",
+        min_length=1,
+        description="Model name; it must accept a forced tool_choice with thinking disabled.",
+    )
+    max_tokens: int = Field(default=8192, ge=256, le=20000, description="Output cap per reply.")
+    max_attempts: int = Field(default=3, ge=1, le=20, description="Candidates tried per job.")
+    token_budget: int = Field(
+        default=400_000, ge=1000, description="Input plus output tokens one job may spend."
+    )
+    context_tokens: int = Field(
+        default=24_000, ge=500, description="Budget of the code context in the first prompt."
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="API key; None reads ANTHROPIC_API_KEY (preferred)."
+    )
+    base_url: str | None = Field(
+        default=None, description="API base URL; None reads ANTHROPIC_BASE_URL, else the default."
+    )
+    max_retries: int = Field(
+        default=4, ge=0, le=10, description="SDK retries for 429, 529, 5xx and timeouts."
+    )
+    timeout_s: float = Field(default=300, gt=0, description="One API request's timeout.")
+    policy: str = Field(default="default", min_length=1, description="Policy for verification.")
+    prices: dict[str, Price] = Field(
+        default_factory=_default_prices, description="Price per model, for the cost estimate."
+    )
+
+
 class Settings(Model):
     """The whole runner configuration."""
 
@@ -110,6 +213,8 @@ class Settings(Model):
     sandbox: Limits = Field(default_factory=Limits, description="Default sandbox limits.")
     paths: PathSettings = Field(default_factory=PathSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+    fixer: FixerSettings = Field(default_factory=FixerSettings)
     repos: dict[str, RepoOverride] = Field(
         default_factory=dict, description="Per-repository overrides."
     )

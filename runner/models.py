@@ -165,6 +165,11 @@ class TestResult(Model):
     text: str = Field(default="", description="Failure text (traceback), trimmed.")
     exception_type: str | None = Field(default=None, description="Exception named by the failure.")
     duration_s: float = Field(default=0.0, description="Seconds pytest reported.")
+    line: int | None = Field(
+        default=None,
+        description="1-based line to point at in the test's file: the deepest failing frame "
+        "there, else the test's definition; None when unknown.",
+    )
 
 
 class JUnitReport(Model):

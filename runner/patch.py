@@ -6,6 +6,7 @@ the authority on whether a patch applies; this module decides whether it may be 
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,7 +15,14 @@ from unidiff import PatchedFile, PatchSet
 from unidiff.errors import UnidiffParseError
 
 from runner.errors import PatchError
-from runner.models import AppliedWith, FileChange, FileStatus, ParsedPatch, PatchStats
+from runner.models import (
+    SYMLINK_MODE,
+    AppliedWith,
+    FileChange,
+    FileStatus,
+    ParsedPatch,
+    PatchStats,
+)
 
 __all__ = [
     "DEFAULT_TEST_GLOBS",
@@ -105,6 +113,7 @@ def parse_patch(
             raise PatchError("a file header in the patch names no path")
         for path in _all_paths(change, chunk):
             _check_path(path)
+        _check_link(change)
         if change.is_binary and not allow_binary:
             raise PatchError(
                 f"{change.path}: binary changes are not allowed by the policy; send a text diff",
@@ -247,6 +256,24 @@ def _check_path(path: str) -> None:
         raise PatchError(f"{path}: paths with '..' components are refused")
     if any(part.lower() == ".git" for part in parts):
         raise PatchError(f"{path}: the patch may not touch .git/")
+
+
+def _check_link(change: FileChange) -> None:
+    """Refuse a symlink the patch creates or retargets unless it stays inside the tree.
+
+    A link to /etc/passwd or ../../ is harmless inside the sandbox (it resolves in the
+    container), but anything on the host that ever reads the tree would follow it.
+    """
+    if change.new_mode != SYMLINK_MODE or change.status == "deleted" or not change.added_text:
+        return
+    target = "".join(change.added_text)  # a link's content is its target, one line
+    where = posixpath.normpath(posixpath.join(posixpath.dirname(change.path), target))
+    parts = where.split("/")
+    if target.startswith("/") or parts[0] == ".." or ".git" in (p.lower() for p in parts):
+        raise PatchError(
+            f"{change.path}: a symlink to {target!r} points outside the repository "
+            "or into .git/; links must stay inside the tree"
+        )
 
 
 def _strip_prefix(path: str) -> str:
@@ -436,14 +463,38 @@ def _test_file(change: FileChange) -> list[str]:
         if gone := sorted(before - after):
             out.append(f"removes or renames {kind} {', '.join(gone)} in {change.path}")
     removed = sum(1 for line in change.removed_text if _ASSERTION.search(line))
-    added = sum(
-        1
-        for line in change.added_text
-        if _ASSERTION.search(line) and not _TRIVIAL_ASSERT.match(line)
-    )
+    added = _replacing_asserts(change)
     if removed > added:
         out.append(f"removed {removed - added} assert(s) in {change.path}")
     return out
+
+
+def _replacing_asserts(change: FileChange) -> int:
+    """Added asserts that can stand in for removed ones: not trivial, not in a new test.
+
+    An assert in a test the candidate adds checks something new; it must not hide an
+    assert removed from an existing test. A new test is an added ``def test…`` whose
+    name was not removed, up to the first added line that is not contiguous with it or
+    is indented no deeper than its ``def``.
+    """
+    removed_defs = {m.group(1) for line in change.removed_text if (m := _TEST_DEF.match(line))}
+    count, new_test_indent, previous = 0, None, None
+    for number, line in zip(change.added_lines, change.added_text, strict=True):
+        contiguous = previous is not None and number == previous + 1
+        previous = number
+        indent = len(line) - len(line.lstrip())
+        if new_test_indent is not None and (
+            not contiguous or (line.strip() and indent <= new_test_indent)
+        ):
+            new_test_indent = None
+        if (m := _TEST_DEF.match(line)) and m.group(1) not in removed_defs:
+            new_test_indent = indent
+            continue
+        if new_test_indent is not None:
+            continue
+        if _ASSERTION.search(line) and not _TRIVIAL_ASSERT.match(line):
+            count += 1
+    return count
 
 
 def patch_stats(

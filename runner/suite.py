@@ -136,8 +136,21 @@ def _testcase(case: ET.Element) -> tuple[TestResult, bool]:
         text=_trim_tail(text, TEXT_CHARS),
         exception_type=_exception_type(message, text) if outcome in _NOT_PASSING else None,
         duration_s=duration,
+        line=_test_line(file or test_id.split("::")[0], case.get("line"), text),
     )
     return result, is_collection and outcome in ("error", "failed")
+
+
+def _test_line(path: str, line: str | None, text: str) -> int | None:
+    # The deepest traceback frame in the test's own file is the line a reviewer wants;
+    # pytest's "line" attribute is the 0-based line of the test's definition.
+    frames = re.findall(rf"^{re.escape(path)}:(\d+):", text, flags=re.MULTILINE)
+    if frames:
+        return int(frames[-1])
+    try:
+        return int(line) + 1 if line is not None else None
+    except ValueError:
+        return None
 
 
 def _node_id(classname: str, name: str, file: str | None) -> str:
@@ -287,7 +300,8 @@ def compare(baseline: SuiteRun, candidate: SuiteRun) -> Comparison:
     the baseline counts as failing there only when its module failed to collect (the
     usual "new test imports the new function" case); otherwise it is only ``added``.
     A test skipped on the baseline proves nothing: skipped→passing is in no list,
-    skipped→failing is ``still_failing``.
+    skipped→failing is ``still_failing``. An invalid candidate run fixes nothing: its
+    would-be ``fail_to_pass`` tests are ``still_failing``.
     """
     out: dict[str, list[str]] = {k: [] for k in Comparison.model_fields if k != "flaky"}
     for test_id in sorted(set(baseline.tests) | set(candidate.tests)):
@@ -305,6 +319,13 @@ def compare(baseline: SuiteRun, candidate: SuiteRun) -> Comparison:
     out["new_collection_errors"] = sorted(
         {c.id for c in candidate.collection_errors} - {c.id for c in baseline.collection_errors}
     )
+    if not candidate.valid:
+        # An untrustworthy run (forged report, killed, timed out) proves no test passes:
+        # what it claims as fixed stays failing.
+        fixed = set(out["fail_to_pass"])
+        out["still_failing"] = sorted({*out["still_failing"], *fixed})
+        out["changed"] = [t for t in out["changed"] if t not in fixed]
+        out["fail_to_pass"] = []
     return Comparison(**out)
 
 

@@ -3,10 +3,11 @@
 #
 #   examples/flask-app-context/make-repo.sh TARGET_DIR
 #
-# TARGET_DIR must not exist or be empty. The candidates/ folder and this script are not
-# part of the repository. Author, committer and dates are fixed, so the commit id is the
-# same on every machine (the demo and the tests rely on that). The date is after the
-# release of every pinned requirement, so resolving "as of the commit date" works.
+# TARGET_DIR must not exist or be empty. The candidates/ and fix-demo/ folders,
+# error-report.json and this script are not part of the repository. Author, committer
+# and dates are fixed, so the commit id is the same on every machine (the demo and the
+# tests rely on that). The date is after the release of every pinned requirement, so
+# resolving "as of the commit date" works.
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -25,6 +26,7 @@ mkdir -p "$target"
 
 tar -C "$src" \
     --exclude=./candidates --exclude=./make-repo.sh \
+    --exclude=./error-report.json --exclude=./fix-demo \
     --exclude='__pycache__' --exclude='*.pyc' --exclude=.pytest_cache --exclude='*.db' \
     --exclude=.venv --exclude=.git \
     -cf - . | tar -C "$target" -xf -
