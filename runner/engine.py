@@ -64,7 +64,9 @@ def owned_containers(
     client: docker.DockerClient, owner: str
 ) -> Iterator[docker.models.containers.Container]:
     """All containers, running or not, that carry this runner instance's owner label."""
-    yield from client.containers.list(all=True, filters={"label": f"{LABEL_OWNER}={owner}"})
+    yield from client.containers.list(
+        all=True, ignore_removed=True, filters={"label": f"{LABEL_OWNER}={owner}"}
+    )
 
 
 def sweep_expired(client: docker.DockerClient, owner: str, now: float | None = None) -> Sweep:

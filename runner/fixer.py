@@ -446,7 +446,7 @@ def _iterate(
             return result.model_copy(
                 update={
                     "status": "verified",
-                    "summary": f"attempt {number} verified: {summary}",
+                    "summary": f"attempt {number}: {summary}",
                     "patch": attempt.patch,
                     "test_patch": attempt.test_patch,
                 }

@@ -16,9 +16,26 @@ _LEVELS = {
 }
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time of writing.
+
+    Binding the stream object itself would keep writing to a stream that was replaced
+    and closed since (pytest's capture, a service that redirects stderr).
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
     """JSON lines when the stream is not a TTY, a readable console renderer when it is."""
-    out = stream or sys.stderr
+    out: TextIO = stream or _CurrentStderr()  # type: ignore[assignment]
     renderer: structlog.typing.Processor
     if out.isatty():
         renderer = structlog.dev.ConsoleRenderer(colors=True)

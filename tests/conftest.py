@@ -59,7 +59,9 @@ def no_leftover_containers(request: pytest.FixtureRequest) -> Iterator[None]:
     # service or another test session running beside it is not this one's to judge.
     left = [
         c
-        for c in client.containers.list(all=True, filters={"label": LABEL_OWNER})
+        for c in client.containers.list(
+            all=True, ignore_removed=True, filters={"label": LABEL_OWNER}
+        )
         if c.labels.get(LABEL_OWNER, "").startswith(TEST_INSTANCE)
     ]
     for container in left:

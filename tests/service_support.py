@@ -222,7 +222,7 @@ def job_containers(client: docker.DockerClient, instance: str, job_id: str | Non
     labels = [f"{LABEL_OWNER}={instance}"]
     if job_id is not None:
         labels.append(f"{LABEL_JOB}={job_id}")
-    return client.containers.list(all=True, filters={"label": labels})
+    return client.containers.list(all=True, ignore_removed=True, filters={"label": labels})
 
 
 def wait_for(predicate: Any, timeout_s: float, what: str, poll_s: float = 0.2) -> Any:

@@ -32,7 +32,7 @@ def test_gc_removes_only_own_expired_containers(
     other = labelled(docker_client, base_image, f"{TEST_INSTANCE}-other", now - 10)
     try:
         sweep = sweep_expired(docker_client, TEST_INSTANCE)
-        remaining = {c.id for c in docker_client.containers.list(all=True)}
+        remaining = {c.id for c in docker_client.containers.list(all=True, ignore_removed=True)}
         assert expired.id not in remaining
         assert live.id in remaining
         assert other.id in remaining

@@ -89,7 +89,7 @@ def no_leftover_containers(docker_client: docker.DockerClient) -> Iterator[None]
     judges and force-removes the live containers of other sessions on the engine)."""
     yield
     left = docker_client.containers.list(
-        all=True, filters={"label": f"{LABEL_OWNER}={TEST_INSTANCE}"}
+        all=True, ignore_removed=True, filters={"label": f"{LABEL_OWNER}={TEST_INSTANCE}"}
     )
     assert not left, f"containers left behind: {[c.name for c in left]}"
 
@@ -109,7 +109,9 @@ def env_settings(
             "engine": {"instance": TEST_INSTANCE},
         }
     )
-    builders = docker_client.containers.list(all=True, filters={"label": LABEL_TARGET})
+    builders = docker_client.containers.list(
+        all=True, ignore_removed=True, filters={"label": LABEL_TARGET}
+    )
     leftovers = [c.name for c in builders if c.labels[LABEL_TARGET].startswith(repository)]
     for image in docker_client.images.list(name=f"{repository}-env"):
         docker_client.images.remove(image.id, force=True)

@@ -234,7 +234,9 @@ def test_cancel_stops_and_removes_the_container(
     assert not result.timed_out
     assert result.exit_code != 0
     assert not docker_client.containers.list(
-        all=True, filters={"label": f"{LABEL_OWNER}={settings.engine.instance}"}
+        all=True,
+        ignore_removed=True,
+        filters={"label": f"{LABEL_OWNER}={settings.engine.instance}"},
     )
 
 
