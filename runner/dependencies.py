@@ -221,6 +221,9 @@ def _uv_lock(root: Path, pyproject: dict[str, Any]) -> InstallPlan:
         "--format",
         "requirements-txt",
         "--no-config",
+        # Only the test groups named below: [tool.uv] default-groups (docs, typing,
+        # pre-commit...) would otherwise come along and be resolved and built too.
+        "--no-default-groups",
         "--project",
         str(root),
     ]

@@ -45,11 +45,14 @@ __all__ = [
 ]
 
 # Arguments the runner should pass to pytest so the JUnit file is exact and complete.
+# The cache lives in the sandbox's fresh /tmp, so no run sees another's: disabling the
+# cacheprovider instead breaks plugins that need config.cache (werkzeug's
+# pytest-xprocess dev-server fixture) and addopts such as --ff or --lf.
 PYTEST_JUNIT_ARGS: tuple[str, ...] = (
     "-o",
     "junit_family=xunit1",
-    "-p",
-    "no:cacheprovider",
+    "-o",
+    "cache_dir=/tmp/.pytest_cache",
     "--continue-on-collection-errors",
 )
 FLAKE8_FORMAT = "%(path)s:%(row)d:%(col)d:%(code)s:%(text)s"
@@ -300,7 +303,8 @@ def compare(baseline: SuiteRun, candidate: SuiteRun) -> Comparison:
     the baseline counts as failing there only when its module failed to collect (the
     usual "new test imports the new function" case); otherwise it is only ``added``.
     A test skipped on the baseline proves nothing: skipped→passing is in no list,
-    skipped→failing is ``still_failing``. An invalid candidate run fixes nothing: its
+    skipped→failing is ``still_failing``, and so is a module that fails to collect in
+    both runs (by its module id). An invalid candidate run fixes nothing: its
     would-be ``fail_to_pass`` tests are ``still_failing``.
     """
     out: dict[str, list[str]] = {k: [] for k in Comparison.model_fields if k != "flaky"}
@@ -319,6 +323,10 @@ def compare(baseline: SuiteRun, candidate: SuiteRun) -> Comparison:
     out["new_collection_errors"] = sorted(
         {c.id for c in candidate.collection_errors} - {c.id for c in baseline.collection_errors}
     )
+    # A module that fails to collect in both trees is a pre-existing failure: name it,
+    # or its tests vanish from the verdict (ran in neither tree, listed nowhere).
+    kept = {c.id for c in baseline.collection_errors} & {c.id for c in candidate.collection_errors}
+    out["still_failing"] = sorted({*out["still_failing"], *kept})
     if not candidate.valid:
         # An untrustworthy run (forged report, killed, timed out) proves no test passes:
         # what it claims as fixed stays failing.

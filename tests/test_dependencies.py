@@ -90,6 +90,39 @@ def test_uv_lock_is_exported_with_its_test_group(tmp_path: Path, plain: Settings
     assert env.flake8 is not None and env.flake8.startswith("7.")
 
 
+def test_uv_lock_export_leaves_out_default_groups(tmp_path: Path, plain: Settings) -> None:
+    # click's uv.lock (2025) sets default-groups = ["dev", "pre-commit", "tests", "typing"]:
+    # without --no-default-groups the export brought mypy, pyright and pre-commit along.
+    repo = make_repo(
+        tmp_path / "uvgroups",
+        {
+            "pyproject.toml": """
+                [project]
+                name = "uvgroups"
+                version = "0.1"
+                requires-python = ">=3.11"
+
+                [dependency-groups]
+                tests = ["iniconfig"]
+                typing = ["six"]
+
+                [tool.uv]
+                default-groups = ["tests", "typing"]
+            """,
+        },
+    )
+    subprocess.run(
+        [uv_binary(), "lock", "--no-config", "--exclude-newer", "2024-11-10", *host_index_args()],
+        cwd=repo,
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    plan = detect(repo, plain)
+    names = {line.split("==")[0] for line in plan.requirements}
+    assert names == {"iniconfig"}
+
+
 def test_pip_compiled_file_with_hashes_wins_over_declarations(
     tmp_path: Path, plain: Settings
 ) -> None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 
 from runner.models import JUnitReport, LintFinding, Outcome, SuiteRun, TestResult
 from runner.patch import parse_patch
 from runner.suite import (
     FLAKE8_FORMAT,
+    PYTEST_JUNIT_ARGS,
     apply_reruns,
     compare,
     grade,
@@ -259,6 +265,22 @@ def test_compare_reports_new_collection_errors() -> None:
     assert compare(run(a="passed"), after).new_collection_errors == ["tests/test_n.py"]
 
 
+def test_compare_lists_module_broken_in_both_trees_as_still_failing() -> None:
+    # click at 6a1c0d07 under pytest 9: tests/test_basic.py fails to collect in both
+    # trees (filterwarnings = error); its 88 tests must not vanish from the verdict.
+    broken = TestResult(id="tests/test_basic.py", outcome="error")
+
+    def with_broken(outcome: str) -> SuiteRun:
+        return grade(
+            JUnitReport(tests=[TestResult(id="a", outcome=outcome)], collection_errors=[broken]),
+            1,
+        )
+
+    comp = compare(with_broken("failed"), with_broken("passed"))
+    assert comp.still_failing == ["tests/test_basic.py"]
+    assert comp.fail_to_pass == ["a"] and comp.new_collection_errors == []
+
+
 def test_compare_lists_changed_tests_for_reruns() -> None:
     comp = compare(run(a="failed", b="passed", c="passed"), run(a="passed", b="error", c="passed"))
     assert comp.changed == ["a", "b"]
@@ -369,3 +391,38 @@ def test_summary_counts_fail_to_skip_as_still_failing() -> None:
     summary = test_summary(before, after, compare(before, after))
     assert (summary.still_failing, summary.fail_to_pass, summary.pass_to_pass) == (["a"], ["b"], 1)
     assert summary.candidate.skipped == 1
+
+
+def test_junit_args_keep_config_cache_for_plugins(tmp_path: Path) -> None:
+    # werkzeug's dev-server fixture (pytest-xprocess) calls config.cache.makedir: with
+    # -p no:cacheprovider its 25 live-server tests errored at setup in every job.
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "pytest.ini").write_text("[pytest]\naddopts = --ff\n", encoding="utf-8")
+    (project / "test_cache.py").write_text(
+        textwrap.dedent(
+            """
+            import os
+
+            def test_cache_dir(request):
+                path = str(request.config.cache.makedir("xprocess"))
+                assert os.path.isdir(path) and "proj" not in path
+            """
+        ),
+        encoding="utf-8",
+    )
+    junit = tmp_path / "junit.xml"
+    assert "no:cacheprovider" not in PYTEST_JUNIT_ARGS
+    assert "cache_dir=/tmp/.pytest_cache" in PYTEST_JUNIT_ARGS  # the sandbox's own /tmp
+    # the host's /tmp is shared: the same arguments, with the cache in tmp_path
+    args = [a.replace("/tmp/", f"{tmp_path}/") for a in PYTEST_JUNIT_ARGS]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", *args, f"--junitxml={junit}", "-q"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert grade(parse_junit(junit.read_bytes()), proc.returncode).counts.passed == 1
+    assert not (project / ".pytest_cache").exists()
