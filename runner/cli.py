@@ -36,7 +36,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _settings(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.config)
-    configure_logging(settings.log_level)
+    # A person at a one-shot command reads its output, not the event log: only warnings
+    # and errors unless --verbose. Long-running commands (serve, worker) log at the
+    # configured level.
+    configure_logging(settings.log_level if getattr(args, "verbose", False) else "warning")
     return settings
 
 
@@ -89,6 +92,45 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     settings = _settings(args)
     sweep = sweep_expired(connect(settings.engine), settings.engine.instance)
     print(f"removed {len(sweep.removed)} expired container(s); {sweep.live} still within deadline")
+    return 0
+
+
+def _cmd_env_show(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from runner.environments import commit_date, describe_environment
+    from runner.images import base_python
+    from runner.workspace import MirrorCache, checkout, remove_tree, validate_repo_url
+
+    settings = _settings(args)
+    repo = args.repo
+    if "://" not in repo and Path(repo).exists():
+        repo = str(Path(repo).resolve())
+    url = validate_repo_url(repo, settings.security.allow_local_repos)
+    mirrors = MirrorCache(settings.paths.root / "mirrors", settings.security.allow_local_repos)
+    mirror, commit = mirrors.resolve(url, args.base)
+    with tempfile.TemporaryDirectory(prefix="fixrunner-env-") as tmp:
+        tree = checkout(mirror, commit, Path(tmp) / "tree")
+        try:
+            env = describe_environment(
+                tree, settings, repo, commit_date(tree), python=base_python(settings.images)
+            )
+        finally:
+            remove_tree(tree)
+    if args.json:
+        sys.stdout.write(env.model_dump_json(indent=2) + "\n")
+        return 0
+    print(f"commit      {commit}")
+    print(f"resolution  {env.source}")
+    print(f"python      {env.python}")
+    for tool in ("pytest", "flake8"):
+        print(f"{tool:<11} {getattr(env, tool) or '-'} ({env.tool_sources.get(tool, '?')})")
+    print(f"project     {'installed editable' if env.install_project else 'on sys.path'}")
+    print(f"packages    {len(env.pins)} pinned:")
+    for pin in env.pins:
+        print(f"  {pin}")
+    for note in env.notes:
+        print(f"note        {note}")
     return 0
 
 
@@ -145,6 +187,7 @@ def _runner_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="runner", description="fixrunner: verify candidate fixes in a sandbox")
     parser.add_argument("--version", action="version", version=f"fixrunner {__version__}")
     parser.add_argument("--config", type=Path, default=None, help="runner.toml to read")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step on stderr")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     doctor = sub.add_parser("doctor", help="report engine, images and limits")
@@ -158,6 +201,16 @@ def _runner_parser() -> argparse.ArgumentParser:
 
     gc = sub.add_parser("gc", help="remove this runner's containers whose deadline passed")
     gc.set_defaults(func=_cmd_gc)
+
+    env = sub.add_parser("env", help="repository environments")
+    env_sub = env.add_subparsers(dest="env_command", required=True, parser_class=_Parser)
+    show = env_sub.add_parser(
+        "show", help="how a repository's test environment resolves at a revision (builds nothing)"
+    )
+    show.add_argument("--repo", required=True, help="local path or git URL")
+    show.add_argument("--base", default="HEAD", help="revision (default HEAD)")
+    show.add_argument("--json", action="store_true", help="print the resolved environment as JSON")
+    show.set_defaults(func=_cmd_env_show)
 
     fix = sub.add_parser(
         "fix",

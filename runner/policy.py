@@ -174,6 +174,13 @@ def judge(evidence: Evidence, policy: Policy) -> Judgement:
             return _error("the baseline test run is missing")
         if not base.valid:
             return _error(f"the baseline run is unusable: {base.invalid_reason}")
+        if base.tests and all(t.outcome == "error" for t in base.tests.values()):
+            # Not one test got past its set-up on the unpatched tree: the environment
+            # cannot run this suite, so no outcome says anything about the candidate.
+            return _error(
+                f"all {len(base.tests)} test(s) errored on the baseline before running: the "
+                "environment cannot run this suite (check images.environment in the verdict)"
+            )
     checks = _checks(evidence, policy)
     failed = [c for c in checks if c.required and not c.passed]
     if failed:

@@ -157,6 +157,19 @@ def test_baseline_timeout_is_error_not_rejected() -> None:
     assert judge(evidence(before=timed_out), policy()).status == "error"
 
 
+def test_baseline_where_every_test_errored_is_error_not_rejected() -> None:
+    broken = suite(test_bug="error", test_ok="error")
+    result = judge(evidence(before=broken), policy())
+    assert result.status == "error"
+    assert "errored on the baseline" in result.summary
+
+
+def test_baseline_with_only_failures_is_still_judged() -> None:
+    only_bug = suite(test_bug="failed")
+    result = judge(evidence(before=only_bug, after=suite(test_bug="passed")), policy())
+    assert result.status == "verified"
+
+
 def test_candidate_timeout_is_rejected() -> None:
     result = judge(evidence(after=grade(None, None, timed_out=True)), policy())
     assert result.status == "rejected" and "timed out" in result.summary
