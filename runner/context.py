@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import Field
 
 from runner.errorreport import ErrorReport, report_frames
+from runner.files import read_regular
 from runner.models import Model
 from runner.patch import DEFAULT_TEST_GLOBS, is_test_path
 
@@ -86,16 +87,8 @@ def list_files(root: Path) -> list[str]:
 
 
 def _read_lines(root: Path, rel: str) -> list[str] | None:
-    path = root / rel
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return None
-        data = handle.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES or b"\x00" in data:
+    data = read_regular(root / rel, MAX_FILE_BYTES)
+    if data is None or len(data) > MAX_FILE_BYTES or b"\x00" in data:
         return None
     return data.decode("utf-8", errors="replace").splitlines()
 

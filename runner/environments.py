@@ -7,15 +7,12 @@ The build runs offline in a locked-down container; wheels come from the host's c
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import re
 import secrets
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +31,7 @@ from runner.config import Settings
 from runner.dependencies import ResolvedEnvironment, detect, resolve, uv_binary
 from runner.engine import LABEL_DEADLINE, LABEL_JOB, LABEL_OWNER, LABEL_PHASE, LABEL_PREFIX
 from runner.errors import ImageBuildError
+from runner.files import file_lock
 from runner.images import BaseImage, base_python
 from runner.models import EnvironmentInfo, Model
 from runner.wheels import INSTALL_LIST, ensure_wheels
@@ -189,7 +187,7 @@ def ensure_env_image(
     resolved_s = round(time.monotonic() - started, 2)
     digest = env_hash(base, env, checkout)
     tag = env_tag(settings, digest)
-    with _file_lock(settings.paths.root / "locks" / f"env-{digest[:16]}.lock"):
+    with file_lock(settings.paths.root / "locks" / f"env-{digest[:16]}.lock"):
         existing = _existing(client, tag)
         if existing is not None:
             labels = existing.labels or {}
@@ -509,15 +507,3 @@ def _git(checkout: Path) -> list[str]:
 
 def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    # Two jobs for the same repository wait for one build instead of making two.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

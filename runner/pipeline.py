@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import secrets
 import shlex
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +29,7 @@ from runner.config import Settings
 from runner.engine import connect
 from runner.environments import EnvImage, commit_date, ensure_env_image
 from runner.errors import CandidateError, InfrastructureError, PatchError, RunnerError
+from runner.files import read_regular
 from runner.images import BaseImage, ensure_base_image
 from runner.logs import bind_job, unbind_job
 from runner.models import (
@@ -654,14 +653,9 @@ def _results_dir(state: Job, phase: str, runtime: Runtime) -> Path:
 def _read_junit(path: Path, keep: Path | None) -> object:
     # The file sits in a folder the sandbox could write: never follow a symlink,
     # read only a regular file, and only up to a size cap.
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
+    data = read_regular(path, JUNIT_MAX_BYTES)
+    if data is None:
         return None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return None
-        data = handle.read(JUNIT_MAX_BYTES + 1)
     if keep is not None:
         keep.parent.mkdir(parents=True, exist_ok=True)
         keep.write_bytes(data[:JUNIT_MAX_BYTES])

@@ -6,20 +6,18 @@ configuration itself); the image build installs from it offline.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import structlog
 from pydantic import Field
 
 from runner.errors import ResolutionError
+from runner.files import file_lock
 from runner.models import Model
 
 log = structlog.get_logger(__name__)
@@ -52,7 +50,7 @@ def ensure_wheels(pins: list[str], state_dir: Path, python: str) -> WheelSet:
     key = wheel_key(pins, python)
     folder = state_dir / "wheels" / key
     started = time.monotonic()
-    with _locked(state_dir / "wheels" / f"{key}.lock"):
+    with file_lock(state_dir / "wheels" / f"{key}.lock"):
         if (folder / COMPLETE).is_file():
             return WheelSet(path=folder, key=key, reused=True)
         if folder.exists():
@@ -116,14 +114,3 @@ def _install_line(pin: str) -> str:
     # A URL pin ("pkg @ file:///…") was built into a wheel under its name; inside the
     # image only the name finds it in the wheel directory.
     return pin.split("@", 1)[0].strip() if " @ " in pin else pin
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

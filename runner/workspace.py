@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -18,7 +17,7 @@ import shutil
 import stat
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Literal, NamedTuple
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -27,6 +26,7 @@ import git
 import structlog
 
 from runner.errors import JobInputError, PatchError, WorkspaceError
+from runner.files import file_lock
 
 log = structlog.get_logger(__name__)
 
@@ -394,14 +394,8 @@ class MirrorCache:
         log.info("mirror_resolved", url=_redact(source), rev=rev, commit=sha, mirror=str(mirror))
         return mirror, sha
 
-    @contextlib.contextmanager
-    def _locked(self, key: str) -> Iterator[None]:
-        fd = os.open(self.root / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
+    def _locked(self, key: str) -> contextlib.AbstractContextManager[None]:
+        return file_lock(self.root / f"{key}.lock")
 
     def _remote(
         self, source: str, args: Sequence[str], git_dir: Path, clone: bool = False
