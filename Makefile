@@ -5,9 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup engine images test test-unit lint demo demo-fix bench clean
+.PHONY: setup engine broker images test test-unit lint demo demo-fix bench clean
 
-setup: $(STAMP) engine images ## venv + package + Docker engine + base image
+setup: $(STAMP) engine broker images ## venv + package + Docker engine + broker + base image
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 engine:
 	@bash scripts/setup-engine.sh
+
+# RabbitMQ on loopback, for the Celery executor and its tests (quick when it answers).
+broker:
+	@bash scripts/setup-broker.sh
 
 images: $(STAMP) engine
 	$(BIN)/runner images build

@@ -232,7 +232,10 @@ def _runner_parser() -> argparse.ArgumentParser:
     )
     fix.set_defaults(func=_cmd_fix)
 
+    from runner.distributed.cli import add_worker_commands  # imports no Celery
     from runner.service.cli import add_service_commands  # imports no web framework
+
+    add_worker_commands(sub)
 
     add_service_commands(sub)
     return parser

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 
 from runner.errors import ConfigError
 from runner.models import Limits, Model
@@ -154,6 +154,69 @@ class ServiceSettings(Model):
     shutdown_grace_s: float = Field(
         default=30.0, ge=0, description="SIGTERM: how long running jobs may take to finish."
     )
+    executor: Literal["local", "celery"] = Field(
+        default="local",
+        description="local: an in-process worker pool; celery: `runner worker`s via [celery].",
+    )
+
+
+class CelerySettings(Model):
+    """The Celery executor: a broker, `runner worker`s (one per Docker engine), routing."""
+
+    broker_url: str = Field(
+        default="amqp://guest@127.0.0.1:5672//",
+        description="RabbitMQ (amqp://) by default; Redis (redis://) is supported.",
+    )
+    queue: str = Field(default="fixrunner.jobs", description="Shared queue every worker reads.")
+    host_queue_prefix: str = Field(
+        default="fixrunner.host.", description="Per-host queues for cache affinity: prefix+host."
+    )
+    events_queue: str = Field(
+        default="fixrunner.events",
+        description="Queue of worker → service events (started, progress, verdict).",
+    )
+    prefetch_multiplier: int = Field(
+        default=1, ge=1, description="Jobs a worker reserves per slot; 1 so none waits behind."
+    )
+    acks_late: bool = Field(
+        default=True, description="Acknowledge a job after it ran, so a lost worker's job requeues."
+    )
+    reject_on_worker_lost: bool = Field(
+        default=True, description="Requeue a job whose worker process died."
+    )
+    task_time_limit_s: float = Field(
+        default=3600,
+        gt=0,
+        description="Hard limit of one job on a worker; above the policy's job timeout, "
+        "below the broker's consumer_timeout.",
+    )
+    slots: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="Jobs one `runner worker` runs at once (its host's job slots).",
+    )
+    host: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+        description="This worker's host name (queue and verdict); default: the machine's name.",
+    )
+    affinity: bool = Field(
+        default=True, description="Route a job to a free host that has its environment image."
+    )
+    affinity_wait_s: float = Field(
+        default=20,
+        gt=0,
+        description="A pinned job not taken by its host in this time goes to any host.",
+    )
+    cancel_wait_s: float = Field(
+        default=10, gt=0, description="DELETE waits this long for the worker's cancelled verdict."
+    )
+
+    @model_validator(mode="after")
+    def _limits(self) -> CelerySettings:
+        if self.broker_url.split("://", 1)[0] not in ("amqp", "pyamqp", "redis", "rediss"):
+            raise ValueError("broker_url must be amqp:// (RabbitMQ) or redis:// (Redis)")
+        return self
 
 
 class Price(Model):
@@ -214,6 +277,7 @@ class Settings(Model):
     paths: PathSettings = Field(default_factory=PathSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
+    celery: CelerySettings = Field(default_factory=CelerySettings)
     fixer: FixerSettings = Field(default_factory=FixerSettings)
     repos: dict[str, RepoOverride] = Field(
         default_factory=dict, description="Per-repository overrides."
@@ -223,6 +287,17 @@ class Settings(Model):
     ] = "info"
 
     source: Path | None = Field(default=None, exclude=True, description="File it came from.")
+
+    @model_validator(mode="after")
+    def _celery_limit_above_job(self) -> Settings:
+        # Baseline and candidate run side by side, then re-runs: a job takes at least two
+        # sandbox timeouts; a hard limit below that would cut a legitimate job short.
+        if self.celery.task_time_limit_s <= 2 * self.sandbox.timeout_s:
+            raise ValueError(
+                f"celery.task_time_limit_s ({self.celery.task_time_limit_s:g}) must be above "
+                f"twice sandbox.timeout_s ({self.sandbox.timeout_s:g})"
+            )
+        return self
 
 
 def find_config(explicit: Path | None = None) -> Path | None:

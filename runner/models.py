@@ -385,6 +385,10 @@ class Verdict(Model):
     images: ImagesInfo = Field(default_factory=ImagesInfo)
     logs: list[PhaseLog] = Field(default_factory=list)
     runner_version: str = ""
+    host: str | None = Field(
+        default=None,
+        description="The worker host that ran the job (Celery executor); None when run in-process.",
+    )
 
 
 def verdict_json_schema() -> dict[str, Any]:

@@ -181,7 +181,7 @@ def _routes(app: FastAPI) -> None:
     ) -> StreamingResponse:
         """The job's progress lines and phase logs; streamed while it runs."""
         service.job(token, job_id)
-        folder = service.runtime.jobs_dir / job_id
+        folder = service.jobs_dir / job_id
 
         def finished() -> bool:
             record = service.store.get(job_id)

@@ -133,7 +133,7 @@ class Service:
     """One running service: accepts jobs, runs them, reports them."""
 
     settings: Settings
-    runtime: Runtime
+    runtime: Runtime | None  # None with executor = "celery": the workers hold the engines
     store: JobStore
     tokens: TokenBook
     metrics: ServiceMetrics = field(init=False)
@@ -149,19 +149,38 @@ class Service:
         self.callbacks = CallbackSender(
             self.store, self.settings.service, self.tokens.callback_secret, self.metrics
         )
+        if self.runtime is None:
+            from runner.distributed.executor import CeleryExecutor
+
+            self.executor = CeleryExecutor(
+                self.settings,
+                self.store,
+                store_path(self.settings),
+                self.jobs_dir,
+                self._finished,
+                self.metrics,
+            )
+            return
+        runtime = self.runtime
         self.executor = ThreadPool(
             self.store,
-            lambda job, progress, cancel: run_job(job, self.runtime, progress, cancel),
+            lambda job, progress, cancel: run_job(job, runtime, progress, cancel),
             self.settings.service.concurrency,
-            self.runtime.jobs_dir,
+            self.jobs_dir,
             self._finished,
         )
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Job folders: progress and phase logs, verdict.json."""
+        return self.settings.paths.root / "jobs"
 
     @classmethod
     def build(cls, settings: Settings) -> Service:
         """Connect to the engine and open the store (nothing runs yet)."""
         settings = service_settings(settings)
-        runtime = Runtime.start(settings)
+        local = settings.service.executor == "local"
+        runtime = Runtime.start(settings) if local else None
         return cls(
             settings=settings,
             runtime=runtime,
@@ -173,10 +192,12 @@ class Service:
 
     def start(self) -> None:
         """Recover from a crash, remove orphaned containers, start workers and callbacks."""
-        recovery = self.store.recover(error_verdict)
-        if recovery.requeued or recovery.failed:
-            log.warning("service.recovered", requeued=recovery.requeued, failed=recovery.failed)
-        self._remove_orphans()
+        if self.runtime is not None:
+            # In-process jobs a crash interrupted; Celery's keep running on their workers.
+            recovery = self.store.recover(error_verdict)
+            if recovery.requeued or recovery.failed:
+                log.warning("service.recovered", requeued=recovery.requeued, failed=recovery.failed)
+            self._remove_orphans()
         self.executor.start()
         for job_id in self.store.pending_callbacks():
             self.callbacks.deliver(job_id)
@@ -199,6 +220,7 @@ class Service:
         # Containers of this instance whose job is in our store were left by a previous
         # process of this service (no worker runs yet); others' expired ones by deadline.
         removed = []
+        assert self.runtime is not None
         try:
             for container in owned_containers(self.runtime.client, self.settings.engine.instance):
                 job_id = container.labels.get(LABEL_JOB, "")
@@ -276,6 +298,7 @@ class Service:
             return record
         if self.store.cancel_queued(job_id, error_verdict(job_id, CANCELLED)):
             log.info("job.cancelled", job_id=job_id, was="queued")
+            self.executor.cancel(job_id)  # a Celery worker may have taken it a moment ago
             cancelled = self.store.get(job_id)
             assert cancelled is not None
             self._finished(cancelled, 0.0)
@@ -301,14 +324,11 @@ class Service:
     def readiness(self) -> Readiness:
         """Engine reachable, base image present, store writable."""
         checks: dict[str, str] = {}
-        try:
-            self.runtime.client.ping()
-            checks["engine"] = "ok"
-            image = find_base_image(self.runtime.client, self.settings.images)
-            checks["base_image"] = "ok" if image else "missing: run `runner images build`"
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            checks["engine"] = f"unreachable: {exc}"
-            checks["base_image"] = "unknown: the engine does not answer"
+        if self.runtime is None:
+            # Celery: the broker and live workers; each worker checks its own engine.
+            checks.update(getattr(self.executor, "readiness", dict)())
+        else:
+            checks.update(self._engine_checks(self.runtime))
         try:
             self.store.check_writable()
             checks["store"] = "ok"
@@ -316,3 +336,17 @@ class Service:
             checks["store"] = f"not writable: {exc}"
         checks["accepting"] = "ok" if self.accepting else "shutting down"
         return Readiness(ready=all(v == "ok" for v in checks.values()), checks=checks)
+
+    def _engine_checks(self, runtime: Runtime) -> dict[str, str]:
+        try:
+            runtime.client.ping()
+            image = find_base_image(runtime.client, self.settings.images)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            return {
+                "engine": f"unreachable: {exc}",
+                "base_image": "unknown: the engine does not answer",
+            }
+        return {
+            "engine": "ok",
+            "base_image": "ok" if image else "missing: run `runner images build`",
+        }

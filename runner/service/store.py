@@ -124,6 +124,10 @@ class JobStore(Protocol):
         """Oldest queued job → running (FIFO), or None."""
         ...
 
+    def start(self, job_id: str) -> JobRecord | None:
+        """A job claimed elsewhere (a Celery worker) → running; None if it already finished."""
+        ...
+
     def finish(self, job_id: str, status: JobStatus, verdict: Verdict) -> JobRecord | None: ...
     def requeue(self, job_id: str) -> None: ...
     def cancel_queued(self, job_id: str, verdict: Verdict) -> bool: ...
@@ -242,6 +246,19 @@ class SqliteStore:
                 self._db.execute("ROLLBACK")
                 raise
         return _record(claimed)
+
+    def start(self, job_id: str) -> JobRecord | None:
+        """A queued or running job (re)started by a remote worker → running; None if finished."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ? "
+                "WHERE id = ? AND status IN ('queued', 'running')",
+                (now().isoformat(), job_id),
+            )
+            if cursor.rowcount == 0:
+                return None
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _record(row)
 
     def finish(self, job_id: str, status: JobStatus, verdict: Verdict) -> JobRecord | None:
         """Record a running job's end; None if it was not running (already finished)."""
