@@ -254,7 +254,8 @@ class LintSummary(Model):
 
 # --------------------------------------------------------------------------- verdict
 
-SCHEMA_VERSION = "1.0"
+# 1.1: repro (with its `problem` field) and `host`, added after 1.0; additive only.
+SCHEMA_VERSION = "1.1"
 Status = Literal["verified", "rejected", "error"]
 AppliedWith = Literal["clean", "3way", "already_applied", "not_applied"]
 
