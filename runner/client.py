@@ -3,6 +3,8 @@
     with RunnerClient("http://127.0.0.1:8088", token) as client:
         ref = client.submit(FixJob(repo=..., patch=...), idempotency_key="err-123")
         verdict = client.wait(ref.id, timeout=600)
+        fix = client.submit_fix(ErrorReport.from_text(text), repo=..., base="abc123")
+        result = client.wait_fix(fix.id, timeout=1800)  # a FixResult
 
 Errors are typed and all derive from :class:`runner.errors.RunnerError`. Callback
 receivers check a delivery with :func:`verify_signature`.
@@ -18,11 +20,16 @@ from typing import Any
 
 import httpx
 
+from runner.errorreport import ErrorReport
 from runner.errors import RunnerError
+from runner.fixresult import FixResult
 from runner.models import FixJob, Verdict
 from runner.service.models import (
     FINISHED,
     FieldError,
+    FixList,
+    FixSubmission,
+    FixView,
     JobList,
     JobRef,
     JobStatus,
@@ -33,6 +40,7 @@ from runner.service.models import (
 __all__ = [
     "AuthError",
     "ConflictError",
+    "FixesUnavailableError",
     "NotFoundError",
     "OverloadedError",
     "PayloadTooLargeError",
@@ -83,6 +91,18 @@ class OverloadedError(ServiceError):
     def __init__(self, message: str, status_code: int, retry_after: float | None) -> None:
         super().__init__(message, status_code)
         self.retry_after = retry_after
+
+
+class FixesUnavailableError(ServiceError):
+    """501/503 on /v1/fixes: the service cannot run fixes (no API key, Celery executor).
+
+    ``reason`` is the service's X-Runner-Refusal: ``fixer_not_configured`` or
+    ``fixes_not_supported``. Retrying does not help until the service is reconfigured.
+    """
+
+    def __init__(self, message: str, status_code: int, reason: str) -> None:
+        super().__init__(message, status_code)
+        self.reason = reason
 
 
 class WaitTimeoutError(RunnerError, TimeoutError):
@@ -172,10 +192,11 @@ class RunnerClient:
 
     def iter_logs(self, job_id: str, follow: bool = True) -> Iterator[str]:
         """The job's log as it is written, until the job ends."""
+        return self._stream(f"/v1/jobs/{job_id}/logs", follow)
+
+    def _stream(self, path: str, follow: bool) -> Iterator[str]:
         params = {"follow": "true" if follow else "false"}
-        with self._http.stream(
-            "GET", f"/v1/jobs/{job_id}/logs", params=params, timeout=None
-        ) as response:
+        with self._http.stream("GET", path, params=params, timeout=None) as response:
             if response.status_code >= 400:
                 response.read()
                 _raise_for(response)
@@ -184,6 +205,71 @@ class RunnerClient:
     def cancel(self, job_id: str) -> JobView:
         """Cancel the job (a running job's container is killed); returns its state."""
         return JobView.model_validate_json(self._request("DELETE", f"/v1/jobs/{job_id}").content)
+
+    # ------------------------------------------------------------------ fixes
+
+    def submit_fix(
+        self,
+        report: ErrorReport,
+        repo: str,
+        base: str = "HEAD",
+        *,
+        max_attempts: int | None = None,
+        callback_url: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> JobRef:
+        """Queue a fix job for an error report; the service's own API key is used."""
+        body = FixSubmission(
+            repo=repo,
+            base=base,
+            error=report,
+            max_attempts=max_attempts,
+            callback_url=callback_url,
+        )
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        response = self._request(
+            "POST",
+            "/v1/fixes",
+            content=body.model_dump_json(exclude_none=True),
+            headers={**headers, "Content-Type": "application/json"},
+        )
+        return JobRef.model_validate_json(response.content)
+
+    def get_fix(self, fix_id: str) -> FixView:
+        """The fix job's status, deliveries and (when finished) FixResult."""
+        return FixView.model_validate_json(self._request("GET", f"/v1/fixes/{fix_id}").content)
+
+    def list_fixes(self, status: JobStatus | None = None, limit: int = 50) -> list[FixView]:
+        """This token's fix jobs, newest first."""
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        response = self._request("GET", "/v1/fixes", params=params)
+        return FixList.model_validate_json(response.content).fixes
+
+    def wait_fix(
+        self, fix_id: str, timeout: float = 1800.0, poll_s: float = 1.0, max_poll_s: float = 10.0
+    ) -> FixResult:
+        """Poll (backing off) until the fix job has its FixResult."""
+        deadline = time.monotonic() + timeout
+        delay = poll_s
+        while True:
+            view = self.get_fix(fix_id)
+            if view.status in FINISHED and view.result is not None:
+                return view.result
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WaitTimeoutError(f"fix {fix_id} is still {view.status} after {timeout}s")
+            time.sleep(min(delay, remaining))
+            delay = min(max_poll_s, delay * 1.5)
+
+    def fix_logs(self, fix_id: str, follow: bool = False) -> str:
+        """The fix's log text (progress, attempt outcomes, phase logs)."""
+        return "".join(self._stream(f"/v1/fixes/{fix_id}/logs", follow))
+
+    def cancel_fix(self, fix_id: str) -> FixView:
+        """Cancel the fix job (a running sandbox is killed); returns its state."""
+        return FixView.model_validate_json(self._request("DELETE", f"/v1/fixes/{fix_id}").content)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -210,6 +296,9 @@ def _raise_for(response: httpx.Response) -> None:
         raise ConflictError(str(message), code, detail)
     if code == 413:
         raise PayloadTooLargeError(str(message), code, detail)
+    refusal = response.headers.get("X-Runner-Refusal")
+    if code in (501, 503) and refusal:
+        raise FixesUnavailableError(str(message), code, refusal)
     if code == 422:
         errors = [FieldError.model_validate(e) for e in detail] if isinstance(detail, list) else []
         summary = "; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in errors)

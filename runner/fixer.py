@@ -18,19 +18,19 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anthropic
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from runner import __version__
 from runner.config import FixerSettings, Settings
 from runner.context import estimate_tokens, gather_context, list_files
-from runner.errorreport import ErrorReport, Repro, derive_repro
+from runner.errorreport import ErrorReport, derive_repro
 from runner.errors import ConfigError, InfrastructureError, PatchError, RunnerError
 from runner.fixreport import SYSTEM_PROMPT, feedback, first_prompt, pull_request
-from runner.models import FixJob, Model, SuiteRun, TestResult, Verdict
+from runner.fixresult import Attempt, FixResult
+from runner.models import FixJob, SuiteRun, TestResult, Verdict
 from runner.patch import parse_patch
 from runner.pipeline import Runtime, verify
 from runner.suite import parse_junit
@@ -88,53 +88,6 @@ class SubmitFix(BaseModel):
     patch: str
     test_patch: str = ""
     explanation: str = ""
-
-
-AttemptStatus = Literal["verified", "rejected", "error"]
-
-
-class Attempt(Model):
-    """One candidate: what Claude proposed, what the sandbox said, what it cost."""
-
-    number: int = Field(description="1-based attempt number.")
-    status: AttemptStatus = Field(description="verified, rejected (with reasons) or error.")
-    reasons: list[str] = Field(default_factory=list, description="Why it was not verified.")
-    explanation: str = Field(default="", description="Claude's root cause and fix.")
-    patch: str = Field(default="", description="The proposed source diff.")
-    test_patch: str = Field(default="", description="The proposed regression test diff.")
-    verdict: Verdict | None = Field(default=None, description="The sandbox's verdict, if run.")
-    input_tokens: int = Field(default=0, description="Input tokens of this request.")
-    output_tokens: int = Field(default=0, description="Output tokens of this reply.")
-    cost_usd: float | None = Field(default=None, description="From the price table.")
-    seconds: float = Field(default=0.0, description="Wall time of the attempt.")
-
-
-FixStatus = Literal["verified", "not_verified", "error"]
-
-
-class FixResult(Model):
-    """The outcome of one fix job: every attempt, and the verified patch if there is one."""
-
-    schema_version: str = "1.0"
-    fix_id: str = Field(description="Id of the fix job (attempt job ids start with it).")
-    status: FixStatus = Field(description="verified, not_verified, or error.")
-    summary: str = Field(description="One line.")
-    repo: str = Field(description="Repository as given.")
-    base: str = Field(description="Revision as given.")
-    commit: str | None = Field(default=None, description="The commit it resolved to.")
-    error: str = Field(description="The reported error, 'Type: first message line'.")
-    model: str = Field(description="Model name.")
-    repro: Repro | None = Field(default=None, description="Repro derived from the report.")
-    context_tokens: int = Field(default=0, description="Estimated tokens of the code context.")
-    attempts: list[Attempt] = Field(default_factory=list)
-    patch: str | None = Field(default=None, description="The verified source diff.")
-    test_patch: str | None = Field(default=None, description="The verified test diff.")
-    pull_request: str | None = Field(default=None, description="PR description (Markdown).")
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float | None = None
-    seconds: float = 0.0
-    runner_version: str = __version__
 
 
 def _quiet(phase: str, message: str) -> None:

@@ -15,7 +15,7 @@ from runner.errorreport import ErrorReport, Repro
 from runner.models import ReproRun, SuiteRun, TestResult, Verdict
 
 if TYPE_CHECKING:
-    from runner.fixer import Attempt, FixResult
+    from runner.fixresult import Attempt, FixResult
 
 __all__ = ["SYSTEM_PROMPT", "feedback", "first_prompt", "pull_request"]
 

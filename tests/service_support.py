@@ -124,10 +124,15 @@ class Server:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     returncodes: list[int] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # added to the process's environment
 
     def start(self, timeout_s: float = 60) -> None:
         """Start the process and wait until /healthz answers."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
+        # The machine's own RUNNER_* and ANTHROPIC_* settings never leak into a test server.
+        inherited = {
+            k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_", "ANTHROPIC_"))
+        }
+        env = {**inherited, **self.env}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [str(RUNNER), "--config", str(self.config), "serve"],

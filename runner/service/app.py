@@ -2,7 +2,8 @@
 
 Bearer-token auth on everything but the health checks and the OpenAPI document.
 Refusals map to status codes here: 401, 404, 409, 413, 422 (with field errors), 429
-(with Retry-After), 503.
+(with Retry-After), 501 and 503 (fixes unavailable: X-Runner-Refusal names why).
+/v1/fixes mirrors /v1/jobs for fix jobs: an error report in, a FixResult out.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -28,6 +30,9 @@ from runner.service.metrics import CONTENT_TYPE
 from runner.service.models import (
     FINISHED,
     ErrorBody,
+    FixList,
+    FixSubmission,
+    FixView,
     JobList,
     JobRef,
     JobStatus,
@@ -50,6 +55,29 @@ _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "Invalid fields or repository not allowed."},
     429: {"model": ErrorBody, "description": "Queue full; see Retry-After."},
     503: {"model": ErrorBody, "description": "Shutting down."},
+}
+_FIX_SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_SUBMIT_ERRORS,
+    200: {"model": JobRef, "description": "Existing fix with this Idempotency-Key."},
+    413: {"model": ErrorBody, "description": "Body or traceback too large."},
+    422: {
+        "model": ErrorBody,
+        "description": "Invalid fields, repository not allowed, max_attempts over the limit.",
+    },
+    501: {
+        "model": ErrorBody,
+        "description": "Fixes run on the local executor only (X-Runner-Refusal: "
+        "fixes_not_supported).",
+    },
+    503: {
+        "model": ErrorBody,
+        "description": "Shutting down, or no Anthropic API key configured (X-Runner-Refusal: "
+        "fixer_not_configured).",
+    },
+}
+_FIX_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    404: {"model": ErrorBody, "description": "No such fix for this token."},
 }
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `runner token create`.")
@@ -131,6 +159,8 @@ def _handlers(app: FastAPI) -> None:
         detail: Any = str(exc)
         if isinstance(exc, QueueFull):
             headers["Retry-After"] = str(exc.retry_after)
+        if exc.code:
+            headers["X-Runner-Refusal"] = exc.code
         if isinstance(exc, NotAllowed) and exc.field_name:
             detail = [{"loc": ["body", exc.field_name], "msg": str(exc), "type": "not_allowed"}]
         return JSONResponse({"detail": detail}, status_code=exc.status, headers=headers)
@@ -195,6 +225,69 @@ def _routes(app: FastAPI) -> None:
     def cancel_job(job_id: str, service: ServiceDep, token: Token) -> JobView:
         """Cancel a job: a queued one at once; a running one's container is killed."""
         return service.view(service.cancel(token, job_id))
+
+    @app.post("/v1/fixes", status_code=202, response_model=JobRef, responses=_FIX_SUBMIT_ERRORS)
+    def submit_fix(
+        submission: FixSubmission,
+        response: Response,
+        service: ServiceDep,
+        token: Token,
+        idempotency_key: Annotated[
+            str | None, Header(max_length=200, description="Same key → the same fix.")
+        ] = None,
+    ) -> JobRef:
+        """Queue a fix job (error report → Claude → verified patch); 202 with its id."""
+        record, created = service.submit_fix(token, idempotency_key, submission)
+        if not created:
+            response.status_code = 200
+        return JobRef(id=record.id, status=record.status)
+
+    @app.get("/v1/fixes", response_model=FixList, responses=_ERRORS)
+    def list_fixes(
+        service: ServiceDep,
+        token: Token,
+        status: JobStatus | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    ) -> FixList:
+        """This token's fix jobs, newest first."""
+        return FixList(fixes=service.list_fixes(token, status, limit))
+
+    @app.get("/v1/fixes/{fix_id}", response_model=FixView, responses=_FIX_ERRORS)
+    def get_fix(fix_id: str, service: ServiceDep, token: Token) -> FixView:
+        """A fix job's status, callback deliveries and, once finished, its FixResult."""
+        return service.fix_view(service.job(token, fix_id, "fix"))
+
+    @app.get(
+        "/v1/fixes/{fix_id}/logs",
+        response_class=StreamingResponse,
+        responses={**_FIX_ERRORS, 200: {"content": {"text/plain": {}}, "description": "Log text."}},
+    )
+    def fix_logs(
+        fix_id: str,
+        service: ServiceDep,
+        token: Token,
+        follow: Annotated[bool, Query(description="Keep streaming until the fix ends.")] = True,
+    ) -> StreamingResponse:
+        """The fix's progress lines, attempt outcomes and its attempts' phase logs."""
+        service.job(token, fix_id, "fix")
+        jobs_dir = service.jobs_dir
+
+        def finished() -> bool:
+            record = service.store.get(fix_id)
+            return record is None or record.status in FINISHED or not service.accepting
+
+        def attempt_logs() -> list[Path]:
+            return sorted(p / "logs" for p in jobs_dir.glob(f"{fix_id}-a*"))
+
+        return StreamingResponse(
+            follow_logs(jobs_dir / fix_id, finished, follow, log_dirs=attempt_logs),
+            media_type="text/plain; charset=utf-8",
+        )
+
+    @app.delete("/v1/fixes/{fix_id}", response_model=FixView, responses=_FIX_ERRORS)
+    def cancel_fix(fix_id: str, service: ServiceDep, token: Token) -> FixView:
+        """Cancel a fix job: a queued one at once; a running one's sandbox is killed."""
+        return service.fix_view(service.cancel(token, fix_id, "fix"))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -1,5 +1,8 @@
 """Signed callback deliveries: POST the verdict, retry with exponential backoff.
 
+A fix job's callback carries its FixResult instead (:class:`FixCallbackBody`), signed
+and retried the same way.
+
 The body is signed with HMAC-SHA256 under the submitting token's callback secret
 (header ``X-Runner-Signature: sha256=<hex>``). Every attempt is stored with the job;
 a delivery still pending when the service stops resumes at the next start.
@@ -18,7 +21,7 @@ import structlog
 from runner import __version__
 from runner.config import ServiceSettings
 from runner.service.metrics import ServiceMetrics
-from runner.service.models import CallbackBody, Delivery
+from runner.service.models import CallbackBody, Delivery, FixCallbackBody
 from runner.service.store import JobStore, now
 
 log = structlog.get_logger(__name__)
@@ -84,16 +87,22 @@ class CallbackSender:
 
     def _deliver(self, job_id: str) -> None:
         record = self._store.get(job_id)
-        if record is None or record.verdict is None or not record.submission.callback_url:
+        if record is None or record.outcome is None or not record.submission.callback_url:
             return
         url = record.submission.callback_url
-        body = CallbackBody(id=record.id, status=record.status, verdict=record.verdict)
+        body: CallbackBody | FixCallbackBody
+        if record.result is not None:
+            body = FixCallbackBody(id=record.id, status=record.status, result=record.result)
+        else:
+            assert record.verdict is not None
+            body = CallbackBody(id=record.id, status=record.status, verdict=record.verdict)
         payload = body.model_dump_json().encode("utf-8")
         secret = self._secret_for(record.token)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": f"fixrunner/{__version__}",
             "X-Runner-Job": record.id,
+            "X-Runner-Kind": record.kind,
         }
         if secret:
             headers[SIGNATURE_HEADER] = sign(payload, secret)

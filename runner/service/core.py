@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 import sqlite3
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,26 +24,38 @@ from runner import __version__
 from runner.config import ServiceSettings, Settings
 from runner.engine import LABEL_JOB, owned_containers, sweep_expired
 from runner.errors import JobInputError, RunnerError
+from runner.fixresult import FixResult
 from runner.images import find_base_image
 from runner.models import Verdict
 from runner.pipeline import Runtime, new_job_id
 from runner.service.auth import TokenBook
 from runner.service.callbacks import CallbackSender
 from runner.service.metrics import ServiceMetrics
-from runner.service.models import FINISHED, JobStatus, JobSubmission, JobView, Readiness
-from runner.service.store import JobRecord, JobStore, SqliteStore
-from runner.service.workers import CANCELLED, Executor, ThreadPool, run_job
+from runner.service.models import (
+    FINISHED,
+    FixSubmission,
+    FixView,
+    JobKind,
+    JobStatus,
+    JobSubmission,
+    JobView,
+    Readiness,
+)
+from runner.service.store import JobRecord, JobStore, Outcome, SqliteStore, Submission
+from runner.service.workers import CANCELLED, Executor, ThreadPool, run_fix_job, run_job
 from runner.workspace import validate_repo_url
 
 log = structlog.get_logger(__name__)
 
 _SCP = re.compile(r"^(?:[^@/:]+@)?([^/:]+):(?!//)")
+_ATTEMPT = re.compile(r"^(fix-.+)-a\d+$")  # a fix attempt's verify job id
 
 
 class ServiceRefusal(RunnerError):
     """A request the service will not take; ``status`` is its HTTP status."""
 
     status = 400
+    code: str | None = None  # sent as X-Runner-Refusal, for clients to tell refusals apart
 
     def __init__(self, message: str, field_name: str | None = None) -> None:
         super().__init__(message)
@@ -74,6 +88,27 @@ class QueueFull(ServiceRefusal):
 
 class NotAccepting(ServiceRefusal):
     status = 503
+
+
+class FixerNotConfigured(ServiceRefusal):
+    """503: no Anthropic API key in the service's settings or environment."""
+
+    status = 503
+    code = "fixer_not_configured"
+
+
+class FixesNotSupported(ServiceRefusal):
+    """501: fix jobs run on the local executor only."""
+
+    status = 501
+    code = "fixes_not_supported"
+
+
+def fixer_key_configured(settings: Settings, environ: Mapping[str, str] | None = None) -> bool:
+    """True when the fix loop has an API key: [fixer] api_key or ANTHROPIC_API_KEY."""
+    env = os.environ if environ is None else environ
+    key = settings.fixer.api_key
+    return bool(key.get_secret_value() if key else env.get("ANTHROPIC_API_KEY"))
 
 
 def store_path(settings: Settings) -> Path:
@@ -116,7 +151,7 @@ def repo_refusal(url: str, service: ServiceSettings) -> str | None:
     return f"repository host {host!r} is not in [service] repo_allowlist"
 
 
-def request_hash(submission: JobSubmission) -> str:
+def request_hash(submission: Submission) -> str:
     """A digest of the submission, to tell a retried request from a different one."""
     return hashlib.sha256(submission.model_dump_json().encode()).hexdigest()
 
@@ -126,6 +161,11 @@ def error_verdict(job_id: str, reason: str) -> Verdict:
     return Verdict(
         job_id=job_id, status="error", summary=f"error: {reason}", runner_version=__version__
     )
+
+
+def new_fix_id() -> str:
+    """A sortable, unique fix job id (its attempts' verify jobs are <id>-a1, -a2 …)."""
+    return f"fix-{new_job_id()}"
 
 
 @dataclass
@@ -168,6 +208,9 @@ class Service:
             self.settings.service.concurrency,
             self.jobs_dir,
             self._finished,
+            lambda fix_id, sub, progress, cancel: run_fix_job(
+                fix_id, sub, runtime, progress, cancel
+            ),
         )
 
     @property
@@ -194,7 +237,7 @@ class Service:
         """Recover from a crash, remove orphaned containers, start workers and callbacks."""
         if self.runtime is not None:
             # In-process jobs a crash interrupted; Celery's keep running on their workers.
-            recovery = self.store.recover(error_verdict)
+            recovery = self.store.recover(error_verdict, self._fix_error)
             if recovery.requeued or recovery.failed:
                 log.warning("service.recovered", requeued=recovery.requeued, failed=recovery.failed)
             self._remove_orphans()
@@ -224,6 +267,8 @@ class Service:
         try:
             for container in owned_containers(self.runtime.client, self.settings.engine.instance):
                 job_id = container.labels.get(LABEL_JOB, "")
+                if match := _ATTEMPT.match(job_id):
+                    job_id = match.group(1)  # a fix attempt's sandbox: the fix is ours
                 if job_id and self.store.get(job_id) is not None:
                     try:
                         container.remove(force=True, v=True)
@@ -244,9 +289,45 @@ class Service:
         """Queue a job (or return the one with this idempotency key); raise a refusal."""
         if not self.accepting:
             raise NotAccepting("the service is shutting down")
+        texts = {"patch": submission.patch, "test_patch": submission.test_patch}
+        return self._admit(token, idem_key, submission, texts, new_job_id)
+
+    def submit_fix(
+        self, token: str, idem_key: str | None, submission: FixSubmission
+    ) -> tuple[JobRecord, bool]:
+        """Queue a fix job (or return the one with this idempotency key); raise a refusal."""
+        if self.runtime is None:
+            raise FixesNotSupported(
+                "fix jobs run on the local executor only; this service uses "
+                '[service] executor = "celery"'
+            )
+        if not fixer_key_configured(self.settings):
+            raise FixerNotConfigured(
+                "fixes are not available: the service has no Anthropic API key "
+                "(set ANTHROPIC_API_KEY or [fixer] api_key where `runner serve` runs)"
+            )
+        if not self.accepting:
+            raise NotAccepting("the service is shutting down")
+        ceiling = self.settings.fixer.max_attempts
+        if submission.max_attempts is not None and submission.max_attempts > ceiling:
+            raise NotAllowed(
+                f"max_attempts is above this service's limit ([fixer] max_attempts = {ceiling})",
+                "max_attempts",
+            )
+        texts = {"error.traceback": submission.error.traceback}
+        return self._admit(token, idem_key, submission, texts, new_fix_id)
+
+    def _admit(
+        self,
+        token: str,
+        idem_key: str | None,
+        submission: Submission,
+        texts: dict[str, str | None],
+        new_id: Callable[[], str],
+    ) -> tuple[JobRecord, bool]:
+        """The checks every submission passes, then the row: sizes, repo, key, queue."""
         limits = self.settings.service
-        for name in ("patch", "test_patch"):
-            text = getattr(submission, name)
+        for name, text in texts.items():
             if text is not None and len(text.encode("utf-8")) > limits.max_patch_bytes:
                 self.metrics.rejected.labels(reason="patch_too_large").inc()
                 raise TooLarge(f"{name} is larger than {limits.max_patch_bytes} bytes", name)
@@ -257,18 +338,20 @@ class Service:
             raise NotAllowed("this token has no callback secret to sign with", "callback_url")
         digest = request_hash(submission)
         if idem_key is not None and (existing := self.store.find(token, idem_key)) is not None:
-            if existing.request_hash != digest:
+            if existing.request_hash != digest or type(existing.submission) is not type(submission):
                 raise Conflict("this Idempotency-Key was used for a different job")
             return existing, False
         queued = self.store.counts().get("queued", 0)
         if queued >= limits.queue_limit:
             self.metrics.rejected.labels(reason="queue_full").inc()
             raise QueueFull(f"the queue is full ({queued} jobs)", self._retry_after(queued))
-        record, created = self.store.add(new_job_id(), token, idem_key, digest, submission)
+        record, created = self.store.add(new_id(), token, idem_key, digest, submission)
         if created:
             self.metrics.submitted.inc()
             self.executor.notify()
-            log.info("job.queued", job_id=record.id, token=token, repo=submission.repo)
+            log.info(
+                "job.queued", job_id=record.id, kind=record.kind, token=token, repo=submission.repo
+            )
         return record, created
 
     def _retry_after(self, queued: int) -> int:
@@ -276,27 +359,43 @@ class Service:
         estimate = self.metrics.typical_job_seconds() * max(1, queued) / workers
         return max(1, min(600, math.ceil(estimate)))
 
-    def job(self, token: str, job_id: str) -> JobRecord:
-        """The job, if this token submitted it."""
+    def job(self, token: str, job_id: str, kind: JobKind = "verify") -> JobRecord:
+        """The job (or fix job, by ``kind``), if this token submitted it."""
         record = self.store.get(job_id)
-        if record is None or record.token != token:
-            raise NotFound(f"no job {job_id}")
+        if record is None or record.token != token or record.kind != kind:
+            raise NotFound(f"no {'fix' if kind == 'fix' else 'job'} {job_id}")
         return record
 
     def view(self, record: JobRecord) -> JobView:
         """The job as the API shows it, with its deliveries."""
         return record.view(self.store.deliveries(record.id))
 
+    def fix_view(self, record: JobRecord) -> FixView:
+        """The fix job as the API shows it, with its deliveries."""
+        return record.fix_view(self.store.deliveries(record.id))
+
     def list(self, token: str, status: JobStatus | None, limit: int) -> list[JobView]:
         """This token's jobs, newest first."""
         return [self.view(r) for r in self.store.list(token, status, limit)]
 
-    def cancel(self, token: str, job_id: str) -> JobRecord:
+    def list_fixes(self, token: str, status: JobStatus | None, limit: int) -> list[FixView]:
+        """This token's fix jobs, newest first."""
+        return [self.fix_view(r) for r in self.store.list(token, status, limit, kind="fix")]
+
+    def _fix_error(self, fix_id: str, submission: FixSubmission, reason: str) -> FixResult:
+        return submission.error_result(fix_id, reason, self.settings.fixer.model)
+
+    def cancel(self, token: str, job_id: str, kind: JobKind = "verify") -> JobRecord:
         """Cancel a queued job at once, or stop a running one (its container is removed)."""
-        record = self.job(token, job_id)
+        record = self.job(token, job_id, kind)
         if record.status in FINISHED:
             return record
-        if self.store.cancel_queued(job_id, error_verdict(job_id, CANCELLED)):
+        outcome: Outcome = (
+            self._fix_error(job_id, record.submission, CANCELLED)
+            if isinstance(record.submission, FixSubmission)
+            else error_verdict(job_id, CANCELLED)
+        )
+        if self.store.cancel_queued(job_id, outcome):
             log.info("job.cancelled", job_id=job_id, was="queued")
             self.executor.cancel(job_id)  # a Celery worker may have taken it a moment ago
             cancelled = self.store.get(job_id)
@@ -309,10 +408,15 @@ class Service:
                 log.info("job.cancelled", job_id=job_id, was="running")
                 break
             time.sleep(0.1)
-        return self.job(token, job_id)
+        return self.job(token, job_id, kind)
 
     def _finished(self, record: JobRecord, seconds: float) -> None:
-        if record.verdict is not None and record.status == "done":
+        if record.kind == "fix":
+            status = record.result.status if record.result else "error"
+            self.metrics.fixes.labels(
+                status="cancelled" if record.status == "cancelled" else status
+            ).inc()
+        elif record.verdict is not None and record.status == "done":
             self.metrics.job_finished(record.verdict, seconds)
         elif record.status == "cancelled":
             self.metrics.verdicts.labels(status="cancelled").inc()

@@ -17,7 +17,7 @@ _PHASE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 
 class ServiceMetrics:
-    """Queue depth, running jobs, verdicts by status, job and phase durations, callbacks."""
+    """Queue depth, running jobs, verdicts and fix results by status, durations, callbacks."""
 
     def __init__(self, queued: Callable[[], int], running: Callable[[], int]) -> None:
         self.registry = CollectorRegistry()
@@ -46,6 +46,12 @@ class ServiceMetrics:
             "Seconds per pipeline phase.",
             ["phase"],
             buckets=_PHASE_BUCKETS,
+            registry=r,
+        )
+        self.fixes = Counter(
+            "fixrunner_fixes",
+            "Finished fix jobs by result status (verified, not_verified, error, cancelled).",
+            ["status"],
             registry=r,
         )
         self.deliveries = Counter(

@@ -10,9 +10,13 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from runner.models import FixJob, Model, Verdict
+from runner.errorreport import ErrorReport
+from runner.fixresult import FixResult
+from runner.models import _CONTROL, FixJob, Model, Verdict
 
 JobStatus = Literal["queued", "running", "done", "cancelled"]
+# What a row of the store is: a verify job (/v1/jobs) or a fix job (/v1/fixes).
+JobKind = Literal["verify", "fix"]
 JOB_STATUSES: tuple[JobStatus, ...] = ("queued", "running", "done", "cancelled")
 FINISHED: frozenset[str] = frozenset({"done", "cancelled"})
 
@@ -36,17 +40,74 @@ class JobSubmission(FixJob):
     @field_validator("callback_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
-            raise ValueError("must be an http:// or https:// URL without whitespace")
-        return value
+        return _callback_url(value)
 
     def fix_job(self, job_id: str) -> FixJob:
         """The FixJob the pipeline runs, under the service's own job id."""
         data = self.model_dump(exclude={"callback_url"})
         data["job_id"] = job_id
         return FixJob.model_validate(data)
+
+
+def _callback_url(value: str | None) -> str | None:
+    if value is None:
+        return value
+    if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
+        raise ValueError("must be an http:// or https:// URL without whitespace")
+    return value
+
+
+class FixSubmission(Model):
+    """POST /v1/fixes: an error report and the repository it happened in."""
+
+    repo: str = Field(min_length=1, max_length=4096, description="Local path or git URL.")
+    base: str = Field(
+        default="HEAD", min_length=1, max_length=256, description="The failing revision."
+    )
+    error: ErrorReport = Field(description="The production error to fix.")
+    max_attempts: int | None = Field(
+        default=None,
+        ge=1,
+        le=20,
+        description="Candidates to try; default and ceiling: [fixer] max_attempts.",
+    )
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="http(s) URL that receives the FixResult, signed with the token's secret.",
+    )
+
+    @field_validator("repo", "base")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        # The same rule as a FixJob's: each attempt of the loop becomes one.
+        if _CONTROL.search(value) or "\n" in value or value != value.strip():
+            raise ValueError("must be one line without control characters or edge whitespace")
+        return value
+
+    @field_validator("base")
+    @classmethod
+    def _no_space(cls, value: str) -> str:
+        if any(c.isspace() for c in value):
+            raise ValueError("a revision has no whitespace")
+        return value
+
+    @field_validator("callback_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return _callback_url(value)
+
+    def error_result(self, fix_id: str, reason: str, model: str = "") -> FixResult:
+        """An ``error`` FixResult decided by the service, not the fix loop."""
+        return FixResult(
+            fix_id=fix_id,
+            status="error",
+            summary=f"error: {reason}",
+            repo=self.repo,
+            base=self.base,
+            error=self.error.summary.splitlines()[0],
+            model=model,
+        )
 
 
 class JobRef(Model):
@@ -88,6 +149,36 @@ class JobView(Model):
     verdict: Verdict | None = Field(default=None, description="Set when status is done/cancelled.")
 
 
+class FixView(Model):
+    """GET /v1/fixes/{id}: a fix job's state and, once finished, its FixResult."""
+
+    id: str
+    status: JobStatus
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int = Field(
+        default=0,
+        description="How many times a worker started it (the fix's own "
+        "candidates are result.attempts).",
+    )
+    crashes: int = Field(default=0, description="Service crashes while it ran.")
+    repo: str = Field(description="The fix's repository.")
+    base: str = Field(description="The fix's base revision.")
+    error: str = Field(description="The reported error, 'Type: first message line'.")
+    max_attempts: int | None = Field(default=None, description="As requested.")
+    callback_url: str | None = None
+    callback_state: CallbackState = "none"
+    deliveries: list[Delivery] = Field(default_factory=list)
+    result: FixResult | None = Field(default=None, description="Set when status is done/cancelled.")
+
+
+class FixList(Model):
+    """GET /v1/fixes: fix jobs, newest first."""
+
+    fixes: list[FixView]
+
+
 class JobList(Model):
     """GET /v1/jobs: jobs, newest first."""
 
@@ -100,6 +191,14 @@ class CallbackBody(Model):
     id: str
     status: JobStatus
     verdict: Verdict
+
+
+class FixCallbackBody(Model):
+    """What a fix's callback POSTs (signed the same way): id, final status, FixResult."""
+
+    id: str
+    status: JobStatus
+    result: FixResult
 
 
 class FieldError(Model):

@@ -3,21 +3,28 @@
 A job is accepted only once its row is committed (synchronous=FULL), so a 202 is
 never lost. Running jobs found at start-up were interrupted by a crash: they are
 requeued once, and a second crash makes them ``done`` with an error verdict.
+Fix jobs (/v1/fixes) are rows of the same table with ``kind = 'fix'``: the same states,
+queue, recovery and callbacks; their outcome is a FixResult instead of a Verdict.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from runner.fixresult import FixResult
 from runner.models import Verdict
 from runner.service.models import (
     CallbackState,
     Delivery,
+    FixSubmission,
+    FixView,
+    JobKind,
     JobStatus,
     JobSubmission,
     JobView,
@@ -41,6 +48,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at TEXT,
     verdict TEXT,
     callback_state TEXT NOT NULL DEFAULT 'none',
+    kind TEXT NOT NULL DEFAULT 'verify',
     UNIQUE (token, idem_key)
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, seq);
@@ -56,6 +64,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
 """
 
 
+Submission = JobSubmission | FixSubmission
+Outcome = Verdict | FixResult
+ResultFor = Callable[[str, FixSubmission, str], FixResult]
+
+
 def now() -> datetime:
     """The current time in UTC."""
     return datetime.now(UTC)
@@ -69,7 +82,7 @@ class JobRecord:
     token: str
     idem_key: str | None
     request_hash: str
-    submission: JobSubmission
+    submission: Submission
     status: JobStatus
     attempts: int
     crashes: int
@@ -78,9 +91,17 @@ class JobRecord:
     finished_at: datetime | None
     verdict: Verdict | None
     callback_state: CallbackState
+    kind: JobKind = "verify"
+    result: FixResult | None = None  # a fix job's outcome (verdict stays None)
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """The verdict of a verify job, the FixResult of a fix job."""
+        return self.result if self.kind == "fix" else self.verdict
 
     def view(self, deliveries: list[Delivery]) -> JobView:
-        """The public view of the job."""
+        """The public view of a verify job."""
+        assert isinstance(self.submission, JobSubmission)
         return JobView(
             id=self.id,
             status=self.status,
@@ -98,6 +119,31 @@ class JobRecord:
             verdict=self.verdict,
         )
 
+    def fix_view(self, deliveries: list[Delivery]) -> FixView:
+        """The public view of a fix job."""
+        assert isinstance(self.submission, FixSubmission)
+        return FixView(
+            id=self.id,
+            status=self.status,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            attempts=self.attempts,
+            crashes=self.crashes,
+            repo=self.submission.repo,
+            base=self.submission.base,
+            error=self.submission.error.summary.splitlines()[0],
+            max_attempts=self.submission.max_attempts,
+            callback_url=self.submission.callback_url,
+            callback_state=self.callback_state,
+            deliveries=deliveries,
+            result=self.result,
+        )
+
+
+def _fix_error(fix_id: str, submission: FixSubmission, reason: str) -> FixResult:
+    return submission.error_result(fix_id, reason)
+
 
 @dataclass(frozen=True)
 class Recovery:
@@ -111,14 +157,16 @@ class JobStore(Protocol):
     """Where jobs live between submission and verdict (SQLite here; a server DB later)."""
 
     def add(
-        self, job_id: str, token: str, idem_key: str | None, request_hash: str, sub: JobSubmission
+        self, job_id: str, token: str, idem_key: str | None, request_hash: str, sub: Submission
     ) -> tuple[JobRecord, bool]:
         """Insert a queued job, or return the one with the same token and key (created=False)."""
         ...
 
     def find(self, token: str, idem_key: str) -> JobRecord | None: ...
     def get(self, job_id: str) -> JobRecord | None: ...
-    def list(self, token: str | None, status: JobStatus | None, limit: int) -> list[JobRecord]: ...
+    def list(
+        self, token: str | None, status: JobStatus | None, limit: int, kind: JobKind = "verify"
+    ) -> list[JobRecord]: ...
     def counts(self) -> dict[str, int]: ...
     def claim_next(self) -> JobRecord | None:
         """Oldest queued job → running (FIFO), or None."""
@@ -128,10 +176,10 @@ class JobStore(Protocol):
         """A job claimed elsewhere (a Celery worker) → running; None if it already finished."""
         ...
 
-    def finish(self, job_id: str, status: JobStatus, verdict: Verdict) -> JobRecord | None: ...
+    def finish(self, job_id: str, status: JobStatus, verdict: Outcome) -> JobRecord | None: ...
     def requeue(self, job_id: str) -> None: ...
-    def cancel_queued(self, job_id: str, verdict: Verdict) -> bool: ...
-    def recover(self, verdict_for: _VerdictFor) -> Recovery: ...
+    def cancel_queued(self, job_id: str, verdict: Outcome) -> bool: ...
+    def recover(self, verdict_for: _VerdictFor, result_for: ResultFor = ...) -> Recovery: ...
     def add_delivery(self, job_id: str, delivery: Delivery) -> None: ...
     def deliveries(self, job_id: str) -> list[Delivery]: ...
     def set_callback_state(self, job_id: str, state: CallbackState) -> None: ...
@@ -158,11 +206,14 @@ class SqliteStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "kind" not in columns:  # a store made before fix jobs: every row is a verify job
+            self._db.execute("ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'verify'")
 
     # ------------------------------------------------------------------ jobs
 
     def add(
-        self, job_id: str, token: str, idem_key: str | None, request_hash: str, sub: JobSubmission
+        self, job_id: str, token: str, idem_key: str | None, request_hash: str, sub: Submission
     ) -> tuple[JobRecord, bool]:
         """Insert a queued job, or return the one with the same token and key (created=False)."""
         with self._lock:
@@ -174,7 +225,7 @@ class SqliteStore:
                     return _record(row), False
             self._db.execute(
                 "INSERT INTO jobs (id, token, idem_key, request_hash, submission, status, "
-                "created_at, callback_state) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
+                "created_at, callback_state, kind) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
                 (
                     job_id,
                     token,
@@ -183,6 +234,7 @@ class SqliteStore:
                     sub.model_dump_json(),
                     now().isoformat(),
                     "pending" if sub.callback_url else "none",
+                    "fix" if isinstance(sub, FixSubmission) else "verify",
                 ),
             )
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -202,10 +254,12 @@ class SqliteStore:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _record(row) if row is not None else None
 
-    def list(self, token: str | None, status: JobStatus | None, limit: int) -> list[JobRecord]:
-        """Jobs newest first, optionally only one token's and one status."""
-        sql = "SELECT * FROM jobs WHERE 1=1"
-        args: list[object] = []
+    def list(
+        self, token: str | None, status: JobStatus | None, limit: int, kind: JobKind = "verify"
+    ) -> list[JobRecord]:
+        """Jobs of one kind newest first, optionally only one token's and one status."""
+        sql = "SELECT * FROM jobs WHERE kind = ?"
+        args: list[object] = [kind]
         if token is not None:
             sql += " AND token = ?"
             args.append(token)
@@ -260,7 +314,7 @@ class SqliteStore:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _record(row)
 
-    def finish(self, job_id: str, status: JobStatus, verdict: Verdict) -> JobRecord | None:
+    def finish(self, job_id: str, status: JobStatus, verdict: Outcome) -> JobRecord | None:
         """Record a running job's end; None if it was not running (already finished)."""
         with self._lock:
             cursor = self._db.execute(
@@ -282,7 +336,7 @@ class SqliteStore:
                 (job_id,),
             )
 
-    def cancel_queued(self, job_id: str, verdict: Verdict) -> bool:
+    def cancel_queued(self, job_id: str, verdict: Outcome) -> bool:
         """Cancel a job still waiting in the queue; False if it is not queued."""
         with self._lock:
             cursor = self._db.execute(
@@ -292,7 +346,7 @@ class SqliteStore:
             )
         return cursor.rowcount == 1
 
-    def recover(self, verdict_for: _VerdictFor) -> Recovery:
+    def recover(self, verdict_for: _VerdictFor, result_for: ResultFor = _fix_error) -> Recovery:
         """Requeue jobs a crash left running; a job's second crash makes it done (error)."""
         requeued: list[str] = []
         failed: list[str] = []
@@ -300,22 +354,26 @@ class SqliteStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 rows = self._db.execute(
-                    "SELECT id, crashes FROM jobs WHERE status = 'running' ORDER BY seq"
+                    "SELECT id, crashes, kind, submission FROM jobs WHERE status = 'running' "
+                    "ORDER BY seq"
                 ).fetchall()
-                for job_id, crashes in rows:
+                for job_id, crashes, kind, submission in rows:
                     if crashes + 1 >= MAX_CRASHES:
                         reason = (
                             f"the service stopped unexpectedly {crashes + 1} times while "
                             "running this job; not retried again"
                         )
+                        outcome: Outcome = (
+                            result_for(
+                                job_id, FixSubmission.model_validate_json(submission), reason
+                            )
+                            if kind == "fix"
+                            else verdict_for(job_id, reason)
+                        )
                         self._db.execute(
                             "UPDATE jobs SET status = 'done', crashes = crashes + 1, "
                             "verdict = ?, finished_at = ? WHERE id = ?",
-                            (
-                                verdict_for(job_id, reason).model_dump_json(),
-                                now().isoformat(),
-                                job_id,
-                            ),
+                            (outcome.model_dump_json(), now().isoformat(), job_id),
                         )
                         failed.append(job_id)
                     else:
@@ -401,6 +459,25 @@ def _time(value: str | None) -> datetime | None:
 def _record(row: sqlite3.Row) -> JobRecord:
     verdict = row["verdict"]
     created = datetime.fromisoformat(row["created_at"])
+    if row["kind"] == "fix":
+        fix = FixSubmission.model_validate_json(row["submission"])
+        return JobRecord(
+            id=row["id"],
+            token=row["token"],
+            idem_key=row["idem_key"],
+            request_hash=row["request_hash"],
+            submission=fix,
+            status=row["status"],
+            attempts=row["attempts"],
+            crashes=row["crashes"],
+            created_at=created,
+            started_at=_time(row["started_at"]),
+            finished_at=_time(row["finished_at"]),
+            verdict=None,
+            callback_state=row["callback_state"],
+            kind="fix",
+            result=FixResult.model_validate_json(verdict) if verdict else None,
+        )
     return JobRecord(
         id=row["id"],
         token=row["token"],

@@ -3,6 +3,7 @@
 A job's work is a pure function of its FixJob (:func:`run_job`): everything it needs
 comes from the job and the process's Runtime, so another executor can run the same
 function beside its own engine. The store is the queue: workers claim jobs FIFO.
+A fix job's work is :func:`run_fix_job`, on the same pool (local executor only).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from typing import Protocol
 
 import structlog
 
+from runner.fixresult import FixResult
 from runner.logs import bind_job, unbind_job
 from runner.models import FixJob, Verdict
 from runner.pipeline import Progress, Runtime, verify
-from runner.service.store import JobRecord, JobStore
+from runner.service.models import FixSubmission
+from runner.service.store import JobRecord, JobStore, Outcome
 from runner.workspace import remove_tree
 
 log = structlog.get_logger(__name__)
@@ -31,6 +34,7 @@ PROGRESS_LOG = "progress.log"
 CANCELLED = "cancelled by request"
 
 JobWork = Callable[[FixJob, Progress, threading.Event], Verdict]
+FixWork = Callable[[str, FixSubmission, Progress, threading.Event], FixResult]
 OnFinished = Callable[[JobRecord, float], None]
 
 
@@ -43,6 +47,46 @@ def run_job(job: FixJob, runtime: Runtime, progress: Progress, cancel: threading
             verdict.model_dump_json(indent=2), encoding="utf-8"
         )
     return verdict
+
+
+def run_fix_job(
+    fix_id: str,
+    submission: FixSubmission,
+    runtime: Runtime,
+    progress: Progress,
+    cancel: threading.Event,
+) -> FixResult:
+    """One fix job's whole work: the Claude loop; a cancelled result if it was cancelled.
+
+    The API key comes from the process ([fixer] api_key or ANTHROPIC_API_KEY), never
+    from the submission.
+    """
+    # Imported here: the SDK takes over a second to import, and most services never fix.
+    from runner.fixer import run_fix
+
+    _clear_previous_fix(runtime, fix_id)
+    result = run_fix(
+        submission.error,
+        submission.repo,
+        submission.base,
+        runtime,
+        progress=progress,
+        cancel=cancel,
+        max_attempts=submission.max_attempts,
+        fix_id=fix_id,
+    )
+    if cancel.is_set():
+        result = result.model_copy(update={"status": "error", "summary": f"error: {CANCELLED}"})
+    return result
+
+
+def _clear_previous_fix(runtime: Runtime, fix_id: str) -> None:
+    # A crash or shutdown interrupted an earlier run: its attempts' job folders and
+    # checkout would collide with this run's (same ids), so start from nothing.
+    for folder in runtime.jobs_dir.glob(f"{fix_id}-a*"):
+        remove_tree(folder)
+    with contextlib.suppress(OSError):
+        remove_tree(runtime.settings.paths.root / "fixes" / fix_id / "tree")
 
 
 def cancelled_verdict(verdict: Verdict) -> Verdict:
@@ -99,9 +143,11 @@ class ThreadPool:
         concurrency: int,
         jobs_dir: Path,
         on_finished: OnFinished,
+        fix_work: FixWork | None = None,
     ) -> None:
         self._store = store
         self._work = work
+        self._fix_work = fix_work
         self._concurrency = concurrency
         self._jobs_dir = jobs_dir
         self._on_finished = on_finished
@@ -177,13 +223,7 @@ class ThreadPool:
             progress = progress_writer(folder)
             progress("service", f"started (attempt {record.attempts})")
             log.info("job.started", attempt=record.attempts)
-            try:
-                verdict = self._work(record.submission.fix_job(record.id), progress, active.cancel)
-            except Exception as exc:  # a bug must not kill the worker; the job still ends
-                log.exception("job.crashed")
-                verdict = Verdict(
-                    job_id=record.id, status="error", summary=f"error: internal error: {exc}"
-                )
+            outcome = self._outcome(record, progress, active.cancel)
             seconds = time.monotonic() - active.started
             if active.interrupted:
                 self._store.requeue(record.id)
@@ -191,14 +231,30 @@ class ThreadPool:
                 log.info("job.requeued")
                 return
             status = "cancelled" if active.cancel.is_set() else "done"
-            progress("service", f"{status}: {verdict.summary}")
-            finished = self._store.finish(record.id, status, verdict)
+            progress("service", f"{status}: {outcome.summary}")
+            finished = self._store.finish(record.id, status, outcome)
             if finished is not None:
                 self._on_finished(finished, seconds)
         finally:
             with self._lock:
                 self._active.pop(record.id, None)
             unbind_job()
+
+    def _outcome(self, record: JobRecord, progress: Progress, cancel: threading.Event) -> Outcome:
+        """Run the record's work: a verdict for a verify job, a FixResult for a fix job."""
+        submission = record.submission
+        try:
+            if isinstance(submission, FixSubmission):
+                if self._fix_work is None:
+                    return submission.error_result(record.id, "this service does not run fixes")
+                return self._fix_work(record.id, submission, progress, cancel)
+            return self._work(submission.fix_job(record.id), progress, cancel)
+        except Exception as exc:  # a bug must not kill the worker; the job still ends
+            log.exception("job.crashed")
+            reason = f"internal error: {exc}"
+            if isinstance(submission, FixSubmission):
+                return submission.error_result(record.id, reason)
+            return Verdict(job_id=record.id, status="error", summary=f"error: {reason}")
 
 
 def _clear_previous_attempt(folder: Path) -> None:
