@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
+from pydantic import ValidationError as PydanticValidationError
 
 from runner.client import verify_signature
 from runner.config import ServiceSettings, ServiceToken, Settings, load_settings
@@ -21,9 +24,16 @@ from runner.service.auth import (
     revoke_token,
 )
 from runner.service.callbacks import backoff, sign
-from runner.service.core import error_verdict, repo_refusal, service_settings
-from runner.service.models import Delivery, JobSubmission
-from runner.service.store import SqliteStore, now
+from runner.service.core import (
+    FixesNotSupported,
+    Service,
+    error_verdict,
+    fixer_key_configured,
+    repo_refusal,
+    service_settings,
+)
+from runner.service.models import Delivery, FixSubmission, JobSubmission
+from runner.service.store import _SCHEMA, SqliteStore, now
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -250,3 +260,102 @@ def test_a_submission_may_not_choose_its_job_id() -> None:
     with pytest.raises(ValueError, match="assigns job ids"):
         JobSubmission(repo="/r", patch="p", job_id="mine")
     assert JobSubmission(repo="/r", patch="p").fix_job("x1").job_id == "x1"
+
+
+# ----------------------------------------------------------------------------- fix jobs
+
+_TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "/app/app/seed.py", line 29, in seed_database\n'
+    "    db.create_all()\n"
+    "RuntimeError: Working outside of application context.\n"
+)
+
+
+def _fix(**extra: object) -> FixSubmission:
+    return FixSubmission.model_validate(
+        {"repo": "https://github.com/acme/app.git", "error": {"traceback": _TRACEBACK}, **extra}
+    )
+
+
+def test_fix_jobs_share_the_queue_but_not_the_listings(store: SqliteStore) -> None:
+    store.add("j", "ingest", None, "h", _sub())
+    store.add("f", "ingest", None, "h", _fix())
+    assert [r.id for r in store.list("ingest", None, 10)] == ["j"]
+    assert [r.id for r in store.list("ingest", None, 10, kind="fix")] == ["f"]
+    claimed = [store.claim_next(), store.claim_next()]
+    assert [(c.id, c.kind) for c in claimed if c] == [("j", "verify"), ("f", "fix")]
+    result = _fix().error_result("f", "x", "claude-sonnet-5")
+    finished = store.finish("f", "done", result)
+    assert finished is not None and finished.result == result and finished.verdict is None
+    assert finished.outcome == result
+    view = finished.fix_view([])
+    assert view.error == "RuntimeError: Working outside of application context."
+
+
+def test_a_fix_crashing_twice_ends_as_an_error_result(store: SqliteStore) -> None:
+    store.add("f", "ingest", None, "h", _fix())
+    for _ in range(2):
+        store.claim_next()
+        store.recover(error_verdict)
+    record = store.get("f")
+    assert record is not None and record.status == "done" and record.result is not None
+    assert record.result.status == "error"
+    assert "stopped unexpectedly 2 times" in record.result.summary
+    store.add("g", "ingest", None, "h", _fix())
+    assert store.cancel_queued("g", _fix().error_result("g", "cancelled by request"))
+    cancelled = store.get("g")
+    assert cancelled is not None and cancelled.status == "cancelled"
+    assert cancelled.result is not None and "cancelled" in cancelled.result.summary
+
+
+def test_a_store_from_before_fix_jobs_gains_the_kind_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        _SCHEMA.replace("    kind TEXT NOT NULL DEFAULT 'verify',\n", "")
+    )  # the schema as it was
+    old.execute(
+        "INSERT INTO jobs (id, token, request_hash, submission, status, created_at) "
+        "VALUES ('a', 'ingest', 'h', ?, 'queued', ?)",
+        (_sub().model_dump_json(), now().isoformat()),
+    )
+    old.commit()
+    old.close()
+    store = SqliteStore(path)
+    record = store.get("a")
+    assert record is not None and record.kind == "verify"
+    assert [r.id for r in store.list(None, None, 10)] == ["a"]
+
+
+def test_a_fix_submission_never_carries_an_api_key() -> None:
+    with pytest.raises(PydanticValidationError, match="api_key"):
+        _fix(api_key="sk-ant-from-the-request")
+    with pytest.raises(PydanticValidationError, match="traceback"):
+        FixSubmission.model_validate({"repo": "/r", "error": {"traceback": "no trace here"}})
+    with pytest.raises(PydanticValidationError, match="http"):
+        _fix(callback_url="ftp://example.com/hook")
+
+
+def test_the_fix_key_comes_from_settings_or_the_environment(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    assert not fixer_key_configured(settings, {})
+    assert fixer_key_configured(settings, {"ANTHROPIC_API_KEY": "k"})
+    configured = settings.model_copy(
+        update={"fixer": settings.fixer.model_copy(update={"api_key": SecretStr("k")})}
+    )
+    assert fixer_key_configured(configured, {})
+
+
+def test_a_celery_service_answers_fixes_with_501(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, executor="celery")
+    service = Service(
+        settings=settings,
+        runtime=None,
+        store=SqliteStore(tmp_path / "service.db"),
+        tokens=TokenBook(settings),
+    )
+    with pytest.raises(FixesNotSupported, match="local executor only") as refused:
+        service.submit_fix("ingest", None, _fix())
+    assert refused.value.status == 501 and refused.value.code == "fixes_not_supported"
+    service.store.close()
