@@ -108,8 +108,28 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, round(q * len(ordered) + 0.5) - 1))]
 
 
-def run(jobs: int, concurrency: int) -> dict[str, object]:
-    """Submit ``jobs`` at once, wait for all, and measure."""
+def cpu_busy() -> float:
+    """Busy CPU seconds of the whole machine since boot, all cores (from /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid: int) -> float:
+    """A live process's peak resident memory (VmHWM), in MiB; 0 when unreadable."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run(
+    jobs: int, concurrency: int, mix: tuple[str, ...] = (GOOD, BREAKS, NOT_APPLYING)
+) -> dict[str, object]:
+    """Submit ``jobs`` at once (patches taken from ``mix`` in turn), wait for all, and measure."""
     with tempfile.TemporaryDirectory(prefix="fixrunner-bench-") as tmp:
         folder = Path(tmp)
         repo = make_repo(folder / "repo")
@@ -120,19 +140,27 @@ def run(jobs: int, concurrency: int) -> dict[str, object]:
                 # as a long-running service would have them.
                 warm = client.submit(FixJob(repo=str(repo), patch=GOOD))
                 client.wait(warm.id, timeout=600)
-                patches = [(GOOD, BREAKS, NOT_APPLYING)[i % 3] for i in range(jobs)]
-                started = time.monotonic()
+                patches = [mix[i % len(mix)] for i in range(jobs)]
+                started, busy = time.monotonic(), cpu_busy()
                 with ThreadPoolExecutor(max_workers=16) as pool:
                     refs = list(
                         pool.map(lambda p: client.submit(FixJob(repo=str(repo), patch=p)), patches)
                     )
                 verdicts = [client.wait(r.id, timeout=3600, max_poll_s=1) for r in refs]
                 wall = time.monotonic() - started
+                cores_busy = (cpu_busy() - busy) / wall
                 views = [client.get(r.id) for r in refs]
+            rss_mib = peak_rss_mib(proc.pid)
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=120)
     latencies = [(v.finished_at - v.created_at).total_seconds() for v in views if v.finished_at]
+    # From a worker taking the job to its verdict: the job's own time, without the queue.
+    runs = [
+        (v.finished_at - v.started_at).total_seconds()
+        for v in views
+        if v.finished_at and v.started_at
+    ]
     wrong = sum(1 for p, v in zip(patches, verdicts, strict=True) if v.status != EXPECTED[p])
     return {
         "jobs": jobs,
@@ -145,6 +173,10 @@ def run(jobs: int, concurrency: int) -> dict[str, object]:
         "p50_s": percentile(latencies, 0.50),
         "p95_s": percentile(latencies, 0.95),
         "max_s": max(latencies),
+        "run_p50_s": percentile(runs, 0.50),
+        "run_p95_s": percentile(runs, 0.95),
+        "rss_mib": rss_mib,
+        "cores_busy": cores_busy,
         "exit_code": code,
     }
 

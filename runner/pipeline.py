@@ -16,23 +16,32 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
 import structlog
+from pydantic import TypeAdapter
 
 from runner import __version__
 from runner.config import Settings
+from runner.dependencies import host_index_args
 from runner.engine import connect
 from runner.environments import EnvImage, commit_date, ensure_env_image
-from runner.errors import CandidateError, InfrastructureError, PatchError, RunnerError
+from runner.errors import (
+    CandidateError,
+    InfrastructureError,
+    PatchError,
+    RunnerError,
+    SandboxError,
+)
 from runner.files import read_regular
 from runner.images import BaseImage, ensure_base_image
 from runner.logs import bind_job, unbind_job
 from runner.models import (
+    Comparison,
     Evidence,
     FixJob,
     ImagesInfo,
@@ -100,6 +109,12 @@ PYTEST_ARGS = [
     "--tb=short",
 ]
 
+# Early re-runs of the candidate (beside its main run) get their own results folder, so a
+# later re-run of the same tree never reads their files.
+EARLY_PHASE = "candidate-rerun-early"
+EARLY_RERUN_MAX = 20
+_SUITE_RUNS = TypeAdapter(list[SuiteRun])
+
 Progress = Callable[[str, str], None]
 
 
@@ -118,10 +133,15 @@ class Runtime:
     policies_dir: Path = POLICIES_DIR
     _base: BaseImage | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _warming: threading.Thread | None = None
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
         """Connect to the engine and open the caches under the state directory."""
+        # Reading the host's pip configuration takes a pip process (~0.15 s); it is only
+        # needed at the environment step, so it runs while the engine and git work.
+        warming = threading.Thread(target=host_index_args, name="warm-pip-config", daemon=True)
+        warming.start()
         client = connect(settings.engine)
         root = settings.paths.root
         return cls(
@@ -129,7 +149,13 @@ class Runtime:
             client=client,
             sandbox=DockerSandbox(client, settings.engine),
             mirrors=MirrorCache(root / "mirrors", allow_local=settings.security.allow_local_repos),
+            _warming=warming,
         )
+
+    def warmed(self) -> None:
+        """Wait for the start-up warming (instant once done), so nothing runs twice."""
+        if self._warming is not None:
+            self._warming.join()
 
     def base_image(self) -> BaseImage:
         """The base image, built on first use and remembered."""
@@ -199,9 +225,16 @@ def verify(
         return _write(folder, _error_verdict(job_id, str(exc)))
     state = Job(job=job, job_id=job_id, folder=folder, policy=policy, progress=progress)
     trees = folder / "trees"
+    stop, expired, done = threading.Event(), threading.Event(), threading.Event()
+    watcher = threading.Thread(
+        target=_watch_job,
+        args=(policy.limits.job_timeout_s, cancel, stop, expired, done),
+        daemon=True,
+    )
+    watcher.start()
     try:
         _prepare(state)
-        _run_job(state, runtime, trees, cancel)
+        _run_job(state, runtime, trees, stop)
     except CandidateError as exc:
         check = exc.check if isinstance(exc, PatchError) else "applies"
         state.evidence = state.evidence.model_copy(
@@ -216,8 +249,19 @@ def verify(
     except RunnerError as exc:
         state.evidence = state.evidence.model_copy(update={"infrastructure_error": str(exc)})
     finally:
+        done.set()
+        watcher.join()
         with contextlib.suppress(OSError):
             remove_tree(trees)
+    if expired.is_set():
+        # Each phase has its own timeout; running past the job's means the runner
+        # could not finish (a slow engine, a huge build), not that the candidate failed.
+        state.evidence = state.evidence.model_copy(
+            update={
+                "infrastructure_error": f"the job ran past its {policy.limits.job_timeout_s:g}s "
+                "timeout (policy limits.job_timeout_s); its containers were stopped"
+            }
+        )
     state.timings["total"] = round(time.monotonic() - started, 3)
     verdict = _verdict(state, runtime)
     log.info(
@@ -225,6 +269,26 @@ def verify(
     )
     unbind_job()
     return _write(folder, verdict)
+
+
+def _watch_job(
+    timeout_s: float,
+    cancel: threading.Event | None,
+    stop: threading.Event,
+    expired: threading.Event,
+    done: threading.Event,
+) -> None:
+    """Set ``stop`` when the caller cancels or the job's own deadline passes."""
+    end = time.monotonic() + timeout_s
+    while not done.is_set():
+        if cancel is not None and cancel.is_set():
+            stop.set()
+            return
+        if time.monotonic() >= end:
+            expired.set()
+            stop.set()
+            return
+        done.wait(0.2)
 
 
 # ---------------------------------------------------------------------------- steps
@@ -272,18 +336,24 @@ def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event 
         mirror, commit = runtime.mirrors.resolve(url, state.job.base)
         state.mirror = mirror
         baseline_dir = checkout(mirror, commit, trees / "baseline")
-        candidate_dir = checkout(mirror, commit, trees / "candidate")
-    with state.phase("env", "preparing the environment image"):
-        state.base = runtime.base_image()
-        state.env = ensure_env_image(
-            runtime.client,
-            state.base,
-            baseline_dir,
-            runtime.settings,
-            repo_key=state.job.repo,
-            commit_date=commit_date(baseline_dir),
-        )
-        state.env.write_environment_json(state.folder)
+    # The environment reads only the baseline tree, so the candidate's checkout overlaps it.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"checkout-{state.job_id}") as pool:
+        candidate_future = pool.submit(checkout, mirror, commit, trees / "candidate")
+        with state.phase("env", "preparing the environment image"):
+            runtime.warmed()
+            state.base = runtime.base_image()
+            state.env = ensure_env_image(
+                runtime.client,
+                state.base,
+                baseline_dir,
+                runtime.settings,
+                repo_key=state.job.repo,
+                commit_date=commit_date(baseline_dir),
+            )
+            state.env.write_environment_json(state.folder)
+        waited = time.monotonic()
+        candidate_dir = candidate_future.result()
+        state.timings["checkout"] += round(time.monotonic() - waited, 3)
     with state.phase("apply", "applying the patches"):
         applied = _apply(state, baseline_dir, candidate_dir, parsed, test_parsed, test_part, whole)
         state.evidence = state.evidence.model_copy(update={"applied_with": applied})
@@ -328,9 +398,22 @@ def _runs(
     cached = _load_baseline(runtime, key)
     user = runtime.sandbox._user
     repro_trees = _repro_trees(state, baseline_dir, candidate_dir)
-    for tree in (baseline_dir, candidate_dir, *repro_trees):
+    early_ids = _early_rerun_ids(state, cached)
+    # Early re-runs read their own copy: the main run may write into the candidate tree.
+    early_tree = (
+        copy_tree(candidate_dir, candidate_dir.parent / "candidate-early") if early_ids else None
+    )
+    for tree in (baseline_dir, candidate_dir, *repro_trees, *filter(None, [early_tree])):
         hand_over(tree, user)
-    with ThreadPoolExecutor(max_workers=5, thread_name_prefix=f"job-{state.job_id}") as pool:
+    with ThreadPoolExecutor(max_workers=6, thread_name_prefix=f"job-{state.job_id}") as pool:
+        early_future = None
+        if early_tree is not None:
+            early_future = pool.submit(
+                _timed,
+                state,
+                "reruns-early",
+                lambda: _rerun(state, runtime, early_tree, EARLY_PHASE, command, early_ids, cancel),
+            )
         repro_futures = [
             pool.submit(
                 _timed,
@@ -358,7 +441,9 @@ def _runs(
             _timed,
             state,
             "lint",
-            lambda: _lint(state, runtime, baseline_dir, candidate_dir, parsed, cancel),
+            lambda: _lint(
+                state, runtime, baseline_dir, candidate_dir, baseline_tree, parsed, cancel
+            ),
         )
         if baseline_future is not None:
             baseline = baseline_future.result()
@@ -372,6 +457,7 @@ def _runs(
         candidate = candidate_future.result()
         lint = lint_future.result()
         repro_runs = _repro_evidence(state, [f.result() for f in repro_futures])
+        early = _early_result(early_future)
     state.evidence = state.evidence.model_copy(
         update={"baseline": baseline, "candidate": candidate, "lint": lint, "repro": repro_runs}
     )
@@ -385,30 +471,91 @@ def _runs(
     with state.phase("compare", "comparing test by test"):
         comparison = compare(baseline, candidate)
     if comparison.changed and state.policy.reruns > 0:
-        message = f"re-running {len(comparison.changed)} changed test(s)"
-        with state.phase("reruns", message), ThreadPoolExecutor(max_workers=2) as pool:
-            b = pool.submit(
-                _rerun,
-                state,
-                runtime,
-                baseline_dir,
-                "baseline-rerun",
-                command,
-                comparison.changed,
-                cancel,
-            )
-            c = pool.submit(
-                _rerun,
-                state,
-                runtime,
-                candidate_dir,
-                "candidate-rerun",
-                command,
-                comparison.changed,
-                cancel,
-            )
-            comparison = apply_reruns(comparison, b.result(), c.result())
+        trees = (baseline_dir, candidate_dir)
+        early_runs = (early_ids, early) if early is not None else None
+        comparison = _reruns(state, runtime, key, trees, command, comparison, early_runs, cancel)
     state.evidence = state.evidence.model_copy(update={"comparison": comparison})
+
+
+def _early_result(future: Future[object] | None) -> list[SuiteRun] | None:
+    """The early re-runs, or None: a sandbox failure there only means re-running later."""
+    if future is None:
+        return None
+    try:
+        return future.result()  # type: ignore[return-value]
+    except SandboxError as exc:
+        log.warning("reruns.early_failed", error=str(exc))
+        return None
+
+
+def _early_rerun_ids(state: Job, cached: SuiteRun | None) -> list[str]:
+    """Tests whose candidate re-runs can start beside the main run: the likely fixes.
+
+    With a cached baseline its failing tests are known before the candidate runs, and a
+    fix's changed tests are among them (plus any the job names as fail-to-pass). Their
+    re-runs then overlap the suite instead of following it; when the changed tests turn
+    out to be others, the re-runs after the comparison run as before.
+    """
+    if state.policy.reruns <= 0 or (cached is None and not state.job.fail_to_pass):
+        return []
+    ids = set(state.job.fail_to_pass)
+    if cached is not None and cached.valid:
+        ids |= {t for t, r in cached.tests.items() if r.outcome in ("failed", "error")}
+    # A long list is a broken baseline, not a fix: re-running it all early would waste cores.
+    return sorted(ids) if 0 < len(ids) <= EARLY_RERUN_MAX else []
+
+
+def _reruns(
+    state: Job,
+    runtime: Runtime,
+    key: str,
+    trees: tuple[Path, Path],
+    command: list[str],
+    comparison: Comparison,
+    early: tuple[list[str], list[SuiteRun]] | None,
+    cancel: threading.Event | None,
+) -> Comparison:
+    """Re-run the changed tests in both trees; reuse cached baseline and early candidate runs."""
+    changed = comparison.changed
+    rerun_key = _rerun_key(key, state.policy.reruns, changed)
+    baseline_runs = _load_reruns(runtime, rerun_key)
+    candidate_runs = early[1] if early is not None and _covers(*early, changed) else None
+    if baseline_runs is not None:
+        state.progress("reruns", "baseline re-runs reused from the cache")
+    if baseline_runs is None or candidate_runs is None:
+        message = f"re-running {len(changed)} changed test(s)"
+        baseline_dir, candidate_dir = trees
+        with state.phase("reruns", message), ThreadPoolExecutor(max_workers=2) as pool:
+            b = None
+            if baseline_runs is None:
+                b = pool.submit(
+                    _rerun, state, runtime, baseline_dir, "baseline-rerun", command, changed, cancel
+                )
+            c = None
+            if candidate_runs is None:
+                c = pool.submit(
+                    _rerun,
+                    state,
+                    runtime,
+                    candidate_dir,
+                    "candidate-rerun",
+                    command,
+                    changed,
+                    cancel,
+                )
+            if b is not None:
+                baseline_runs = b.result()
+                if all(r.valid for r in baseline_runs):
+                    _store_reruns(runtime, rerun_key, baseline_runs)
+            if c is not None:
+                candidate_runs = c.result()
+    assert baseline_runs is not None and candidate_runs is not None
+    return apply_reruns(comparison, baseline_runs, candidate_runs)
+
+
+def _covers(ids: list[str], runs: list[SuiteRun], changed: list[str]) -> bool:
+    """True when early re-runs ran every changed test, each time with a result."""
+    return set(changed) <= set(ids) and all(t in r.tests for r in runs for t in changed)
 
 
 def _repro_trees(state: Job, baseline_dir: Path, candidate_dir: Path) -> list[Path]:
@@ -488,6 +635,7 @@ _PHASE_MESSAGES = {
     "baseline": "running the tests without the fix",
     "candidate": "running the tests with the fix",
     "lint": "running flake8 on the changed files",
+    "reruns-early": "re-running the baseline's failing tests with the fix, beside the suite",
     "repro-baseline": "running the repro command(s) without the fix",
     "repro-candidate": "running the repro command(s) with the fix",
 }
@@ -548,6 +696,7 @@ def _lint(
     runtime: Runtime,
     baseline_dir: Path,
     candidate_dir: Path,
+    baseline_tree: str,
     parsed: ParsedPatch,
     cancel: threading.Event | None,
 ) -> object:
@@ -569,9 +718,14 @@ def _lint(
         if f.path.endswith(".py") and f.status not in ("added",)
     ]
     old_files = [p for p in old_files if (baseline_dir / p).is_file()]
+    # The baseline's findings depend only on its tree, the image, the options and the
+    # files: a later candidate on the same baseline reuses them.
+    env_id = state.env.id if state.env else ""
+    key = _lint_key(baseline_tree, env_id, options, old_files) if old_files else None
+    cached = _load_text(runtime, f"{key}.lint.txt") if key else ""
     # One container lints both trees: flake8 never imports the code it reads.
     parts = []
-    if old_files:
+    if cached is None:
         parts.append(f"cd /base && flake8 {shlex.join(options + old_files)}")
     parts.append("echo '::fixrunner-candidate::'")
     parts.append(f"cd /cand && flake8 {shlex.join(options + files)}")
@@ -589,7 +743,11 @@ def _lint(
     )
     result = runtime.sandbox.run(spec, cancel)
     _keep_log(state, "lint", result)
-    before_text, _, after_text = result.output.partition("::fixrunner-candidate::")
+    before_text, marker, after_text = result.output.partition("::fixrunner-candidate::")
+    if cached is not None:
+        before_text = cached
+    elif key and marker and result.exit_code == 0 and not result.output_truncated:
+        _store_text(runtime, f"{key}.lint.txt", before_text)
     before = parse_flake8(before_text, lint_policy.blocking_select)
     after = parse_flake8(after_text, lint_policy.blocking_select)
     return lint_diff(before, after, parsed, lint_policy.blocking_select)
@@ -692,10 +850,45 @@ def _load_baseline(runtime: Runtime, key: str) -> SuiteRun | None:
 
 
 def _store_baseline(runtime: Runtime, key: str, run: SuiteRun) -> None:
+    _store_text(runtime, f"{key}.json", run.model_dump_json())
+
+
+def _rerun_key(baseline_key: str, reruns: int, test_ids: list[str]) -> str:
+    # The baseline key covers tree, image, command, pytest arguments and limits; the
+    # re-runs add only how many there are and which tests they select.
+    material = json.dumps([baseline_key, reruns, sorted(test_ids)])
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def _load_reruns(runtime: Runtime, key: str) -> list[SuiteRun] | None:
+    path = runtime.baseline_cache / f"{key}.reruns.json"
+    try:
+        return _SUITE_RUNS.validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _store_reruns(runtime: Runtime, key: str, runs: list[SuiteRun]) -> None:
+    _store_text(runtime, f"{key}.reruns.json", _SUITE_RUNS.dump_json(runs).decode())
+
+
+def _lint_key(tree: str, env_id: str, options: list[str], files: list[str]) -> str:
+    material = json.dumps(["flake8", tree, env_id, options, files])
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def _load_text(runtime: Runtime, name: str) -> str | None:
+    try:
+        return (runtime.baseline_cache / name).read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _store_text(runtime: Runtime, name: str, text: str) -> None:
     runtime.baseline_cache.mkdir(parents=True, exist_ok=True)
-    tmp = runtime.baseline_cache / f".{key}.{secrets.token_hex(4)}"
-    tmp.write_text(run.model_dump_json(), encoding="utf-8")
-    tmp.replace(runtime.baseline_cache / f"{key}.json")
+    tmp = runtime.baseline_cache / f".{name}.{secrets.token_hex(4)}"
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(runtime.baseline_cache / name)
 
 
 # ---------------------------------------------------------------------------- verdict

@@ -384,6 +384,59 @@ def test_second_candidate_on_the_same_base_reuses_the_baseline(
     assert second.tests.baseline == first.tests.baseline
 
 
+def _phases(verdict: Verdict) -> set[str]:
+    return {log.phase for log in verdict.logs}
+
+
+def test_later_candidate_reuses_baseline_reruns_and_lint_and_reruns_its_fix_early(
+    run: Verify, project: Project
+) -> None:
+    # A test part of its own, so the first job computes baseline, re-runs and lint.
+    test_part = (
+        TESTS + "\n\ndef test_mean_of_one():\n    assert mean([]) == 0.0 and mean([2]) == 2\n"
+    )
+    first = run(project.diff({"calc/ops.py": FIXED_OPS, "tests/test_calc.py": test_part}))
+    other_fix = OPS.replace(
+        "    return total / len(values)\n", "    return total / (len(values) or 1)\n"
+    )
+    second = run(project.diff({"calc/ops.py": other_fix, "tests/test_calc.py": test_part}))
+    for verdict in (first, second):
+        assert_verified(verdict, ["tests/test_calc.py::test_mean_of_one"])
+        assert verdict.tests.flaky == []
+    assert {"baseline", "baseline-rerun", "candidate-rerun"} <= _phases(first)
+    # The baseline, its re-runs and its flake8 findings come from the cache; the fix's
+    # re-runs ran beside the suite, so no phase follows the comparison.
+    assert _phases(second) == {"candidate", "lint", "candidate-rerun-early"}
+    assert "reruns" not in second.timings
+    assert second.lint == first.lint
+
+
+FLAKY_FIX_TEST = """
+
+def test_mean_of_nothing_flaky():
+    import pathlib
+
+    counter = pathlib.Path("/tmp/fixrunner-flaky-count")
+    runs = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(runs))
+    assert mean([]) == 0.0
+    assert runs % 2 == 1, "passes on the first run in a container, fails on the second"
+"""
+
+
+def test_flaky_fix_is_caught_by_early_reruns_too(run: Verify, project: Project) -> None:
+    files = {"calc/ops.py": FIXED_OPS, "tests/test_calc.py": TESTS + FLAKY_FIX_TEST}
+    flaky = ["tests/test_calc.py::test_mean_of_nothing_flaky"]
+    first = run(project.diff(files))
+    second = run(project.diff({**files, "calc/ops.py": FIXED_OPS + "\n# reviewed\n"}))
+    assert "candidate-rerun-early" not in _phases(first)
+    assert "candidate-rerun-early" in _phases(second)
+    for verdict in (first, second):
+        assert verdict.status == "rejected", verdict.summary
+        assert verdict.tests.flaky == flaky
+        assert verdict.tests.fail_to_pass == []
+
+
 # --------------------------------------------------------------------------- refused at intake
 
 
@@ -624,6 +677,23 @@ def test_endless_loop_at_import_times_out(
     assert verdict.status == "rejected"
     assert "the test run timed out" in checks(verdict)["no_regressions"].detail
     assert 20 <= verdict.timings["candidate"] < 60
+    assert_runner_survives(run, project)
+
+
+def test_job_past_its_own_timeout_is_an_error_and_leaves_nothing(
+    run: Verify, project: Project, tmp_path: Path
+) -> None:
+    # The phase timeout is generous; the job's is not: the runner, not the candidate,
+    # ran out of time, so the verdict is error, and the running containers are stopped.
+    policy = _policy_file(
+        tmp_path, "short-job", **{"limits.test_timeout_s": 300, "limits.job_timeout_s": 8}
+    )
+    slow = FIXED_OPS + "\n\nimport time\ntime.sleep(120)\n"
+    candidate = {"calc/ops.py": slow, "tests/test_calc.py": TESTS_WITH_REGRESSION}
+    verdict = run(project.diff(candidate), policy=policy)
+    assert verdict.status == "error"
+    assert "ran past its 8s timeout" in verdict.summary
+    assert verdict.timings["total"] < 120
     assert_runner_survives(run, project)
 
 
