@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import httpx
 
@@ -50,6 +50,9 @@ __all__ = [
     "WaitTimeoutError",
     "verify_signature",
 ]
+
+
+_View = TypeVar("_View", JobView, FixView)
 
 
 class ServiceError(RunnerError):
@@ -149,14 +152,7 @@ class RunnerClient:
     ) -> JobRef:
         """Queue a job; the same ``idempotency_key`` returns the job it first made."""
         body = JobSubmission.model_validate({**job.model_dump(), "callback_url": callback_url})
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        response = self._request(
-            "POST",
-            "/v1/jobs",
-            content=body.model_dump_json(exclude_none=True),
-            headers={**headers, "Content-Type": "application/json"},
-        )
-        return JobRef.model_validate_json(response.content)
+        return self._submit("/v1/jobs", body, idempotency_key)
 
     def get(self, job_id: str) -> JobView:
         """The job's status, deliveries and (when finished) verdict."""
@@ -174,15 +170,46 @@ class RunnerClient:
         self, job_id: str, timeout: float = 900.0, poll_s: float = 0.5, max_poll_s: float = 5.0
     ) -> Verdict:
         """Poll (backing off from ``poll_s`` to ``max_poll_s``) until the job has a verdict."""
+        view = self._poll(
+            lambda: self.get(job_id),
+            lambda v: v.verdict,
+            f"job {job_id}",
+            timeout,
+            poll_s,
+            max_poll_s,
+        )
+        assert view.verdict is not None
+        return view.verdict
+
+    def _submit(self, path: str, body: Any, idempotency_key: str | None) -> JobRef:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        response = self._request(
+            "POST",
+            path,
+            content=body.model_dump_json(exclude_none=True),
+            headers={**headers, "Content-Type": "application/json"},
+        )
+        return JobRef.model_validate_json(response.content)
+
+    @staticmethod
+    def _poll(
+        fetch: Callable[[], _View],
+        outcome: Callable[[_View], object],
+        what: str,
+        timeout: float,
+        poll_s: float,
+        max_poll_s: float,
+    ) -> _View:
+        # Back off from poll_s to max_poll_s until the view is finished with an outcome.
         deadline = time.monotonic() + timeout
         delay = poll_s
         while True:
-            view = self.get(job_id)
-            if view.status in FINISHED and view.verdict is not None:
-                return view.verdict
+            view = fetch()
+            if view.status in FINISHED and outcome(view) is not None:
+                return view
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise WaitTimeoutError(f"job {job_id} is still {view.status} after {timeout}s")
+                raise WaitTimeoutError(f"{what} is still {view.status} after {timeout}s")
             time.sleep(min(delay, remaining))
             delay = min(max_poll_s, delay * 1.5)
 
@@ -226,14 +253,7 @@ class RunnerClient:
             max_attempts=max_attempts,
             callback_url=callback_url,
         )
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        response = self._request(
-            "POST",
-            "/v1/fixes",
-            content=body.model_dump_json(exclude_none=True),
-            headers={**headers, "Content-Type": "application/json"},
-        )
-        return JobRef.model_validate_json(response.content)
+        return self._submit("/v1/fixes", body, idempotency_key)
 
     def get_fix(self, fix_id: str) -> FixView:
         """The fix job's status, deliveries and (when finished) FixResult."""
@@ -251,17 +271,16 @@ class RunnerClient:
         self, fix_id: str, timeout: float = 1800.0, poll_s: float = 1.0, max_poll_s: float = 10.0
     ) -> FixResult:
         """Poll (backing off) until the fix job has its FixResult."""
-        deadline = time.monotonic() + timeout
-        delay = poll_s
-        while True:
-            view = self.get_fix(fix_id)
-            if view.status in FINISHED and view.result is not None:
-                return view.result
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise WaitTimeoutError(f"fix {fix_id} is still {view.status} after {timeout}s")
-            time.sleep(min(delay, remaining))
-            delay = min(max_poll_s, delay * 1.5)
+        view = self._poll(
+            lambda: self.get_fix(fix_id),
+            lambda v: v.result,
+            f"fix {fix_id}",
+            timeout,
+            poll_s,
+            max_poll_s,
+        )
+        assert view.result is not None
+        return view.result
 
     def fix_logs(self, fix_id: str, follow: bool = False) -> str:
         """The fix's log text (progress, attempt outcomes, phase logs)."""
