@@ -1,6 +1,7 @@
 """`make bench`: the runner against the bare test suite, and the service at 1 and 2 workers.
 
     .venv/bin/python bench/run.py [--runs N] [--service-jobs 20] [--no-service]
+                                  [--scaleout | --no-scaleout]
                                   [--wait-quiet] [--output docs/benchmarks.md]
 
 Two workloads (the bundled Flask example; a generated ~5 s pure-Python suite) as git
@@ -10,8 +11,11 @@ default 5) after a warm-up of: T_bare (pytest on the host in a venv made with De
 (warm image, empty baseline cache), second (another candidate on the same base, baseline
 cached) and overhead (second - the candidate's own pytest time, JUnit's testsuite time).
 Every figure carries its phase breakdown from the verdict's timings. Then 20 jobs at
-once through `runner serve` at concurrency 1 and 2 (bench/load.py). Writes the
-"Verification speed" section of docs/benchmarks.md and prints it. Not a test.
+once through `runner serve` at concurrency 1 and 2 (bench/load.py), and the same 20 jobs
+through the Celery executor with 1 and 2 workers, one per private Docker engine
+(bench/scaleout.py; on by default, off with --no-scaleout or BENCH_SCALEOUT=0). Writes
+the "Verification speed" and "Scale-out (Celery)" sections of docs/benchmarks.md and
+prints them. Not a test.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import docker
 
 # bench/ is not a package: run as a script, its folder is first on sys.path.
 import load
+import scaleout
 from workloads import Workload, flask_workload, synthetic_workload
 
 from runner.config import load_settings
@@ -476,6 +481,12 @@ def main() -> int:
     parser.add_argument("--cold-runs", type=int, default=None, help="default: 1, or 2 from 5 runs")
     parser.add_argument("--service-jobs", type=int, default=20)
     parser.add_argument("--no-service", action="store_true")
+    parser.add_argument(
+        "--scaleout",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("BENCH_SCALEOUT", "1") != "0",
+        help="the Celery scale-out bench, 1 and 2 workers (default on; BENCH_SCALEOUT=0: off)",
+    )
     parser.add_argument("--workloads", default="flask,synthetic")
     parser.add_argument("--wait-quiet", action="store_true", help="wait for load < 1.0 first")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -511,9 +522,18 @@ def main() -> int:
             service.append(load.run(args.service_jobs, concurrency, mix=(load.GOOD,)))
     text = render(all_figures, service, machine(), command, runs, (start_load, loadavg()))
     print(text)
+    scaleout_text = ""
+    if args.scaleout:
+        print(f"[scaleout] {args.service_jobs} jobs with 1 and 2 Celery workers", flush=True)
+        scaleout_load = loadavg()
+        result = scaleout.run(args.service_jobs, scaleout.DEFAULT_BROKER)
+        scaleout_text = scaleout.section(result, command, (scaleout_load, loadavg()))
+        print(scaleout_text)
     print(f"total {time.monotonic() - started:.0f} s")
     if not args.no_write:
         write_section(args.output, text)
+        if scaleout_text:
+            scaleout.write_section(args.output, scaleout_text)
         print(f"wrote {args.output}")
     return 0
 
