@@ -410,6 +410,20 @@ def verdict_json_schema_text() -> str:
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
+def one_line(value: str) -> str:
+    """A job field that is one line without control characters or edge whitespace."""
+    if _CONTROL.search(value) or "\n" in value or value != value.strip():
+        raise ValueError("must be one line without control characters or edge whitespace")
+    return value
+
+
+def revision(value: str) -> str:
+    """A base revision: one line, no whitespace (git checks the rest)."""
+    if any(c.isspace() for c in one_line(value)):
+        raise ValueError("a revision has no whitespace")
+    return value
+
+
 class FixJob(Model):
     """One request to verify a candidate patch."""
 
@@ -427,19 +441,15 @@ class FixJob(Model):
         default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Caller's id."
     )
 
-    @field_validator("repo", "base", "policy")
+    @field_validator("repo", "policy")
     @classmethod
     def _one_line(cls, value: str) -> str:
-        if _CONTROL.search(value) or "\n" in value or value != value.strip():
-            raise ValueError("must be one line without control characters or edge whitespace")
-        return value
+        return one_line(value)
 
     @field_validator("base")
     @classmethod
-    def _no_space(cls, value: str) -> str:
-        if any(c.isspace() for c in value):
-            raise ValueError("a revision has no whitespace")
-        return value
+    def _revision(cls, value: str) -> str:
+        return revision(value)
 
     @field_validator("patch", "test_patch")
     @classmethod

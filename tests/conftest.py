@@ -29,16 +29,21 @@ def docker_client() -> docker.DockerClient:
         pytest.fail(f"Docker tests need a running engine (make setup starts one): {exc}")
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Project defaults with a private state dir and the test instance's owner label."""
+def make_settings(state_dir: Path, instance: str = TEST_INSTANCE) -> Settings:
+    """Project defaults with the given state dir and owner label (a TEST_INSTANCE prefix)."""
     base = load_settings(REPO_ROOT / "runner.toml", environ={})
     return base.model_copy(
         update={
-            "engine": base.engine.model_copy(update={"instance": TEST_INSTANCE}),
-            "paths": base.paths.model_copy(update={"state_dir": tmp_path / "state"}),
+            "engine": base.engine.model_copy(update={"instance": instance}),
+            "paths": base.paths.model_copy(update={"state_dir": state_dir}),
         }
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Project defaults with a private state dir and the test instance's owner label."""
+    return make_settings(tmp_path / "state")
 
 
 @pytest.fixture(scope="session")

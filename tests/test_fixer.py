@@ -18,11 +18,11 @@ import docker
 import pytest
 import structlog
 from anthropic_fake import FakeAnthropic, api_error, text_reply, tool_use, validate
-from conftest import TEST_INSTANCE
+from conftest import TEST_INSTANCE, make_settings
 from pydantic import SecretStr
 
 from runner.cli import runner_main
-from runner.config import Settings, load_settings
+from runner.config import Settings
 from runner.errorreport import ErrorReport
 from runner.fixer import FixResult, reproduces, run_fix
 from runner.fixreport import feedback
@@ -199,13 +199,7 @@ def flask_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """One state directory for the module: mirror, env image and baselines are reused."""
-    base = load_settings(REPO_ROOT / "runner.toml", environ={})
-    return base.model_copy(
-        update={
-            "engine": base.engine.model_copy(update={"instance": TEST_INSTANCE}),
-            "paths": base.paths.model_copy(update={"state_dir": tmp_path_factory.mktemp("state")}),
-        }
-    )
+    return make_settings(tmp_path_factory.mktemp("state"))
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ from pathlib import Path
 import docker
 import jsonschema
 import pytest
-from conftest import TEST_INSTANCE
+from conftest import TEST_INSTANCE, make_settings
 
-from runner.config import Settings, load_settings
+from runner.config import Settings
 from runner.images import BaseImage
 from runner.models import Check, FixJob, Verdict
 from runner.pipeline import Runtime, verify
@@ -215,13 +215,7 @@ INSTANCE = f"{TEST_INSTANCE}-pipeline"
 @pytest.fixture(scope="module")
 def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """As conftest's ``settings``, but one state directory for the whole module."""
-    base = load_settings(REPO_ROOT / "runner.toml", environ={})
-    return base.model_copy(
-        update={
-            "engine": base.engine.model_copy(update={"instance": INSTANCE}),
-            "paths": base.paths.model_copy(update={"state_dir": tmp_path_factory.mktemp("state")}),
-        }
-    )
+    return make_settings(tmp_path_factory.mktemp("state"), INSTANCE)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 
 from runner.errorreport import ErrorReport
 from runner.fixresult import FixResult
-from runner.models import _CONTROL, FixJob, Model, Verdict
+from runner.models import FixJob, Model, Verdict, one_line, revision
 
 JobStatus = Literal["queued", "running", "done", "cancelled"]
 # What a row of the store is: a verify job (/v1/jobs) or a fix job (/v1/fixes).
@@ -77,20 +77,16 @@ class FixSubmission(Model):
         description="http(s) URL that receives the FixResult, signed with the token's secret.",
     )
 
-    @field_validator("repo", "base")
+    # The same rules as a FixJob's: each attempt of the loop becomes one.
+    @field_validator("repo")
     @classmethod
     def _one_line(cls, value: str) -> str:
-        # The same rule as a FixJob's: each attempt of the loop becomes one.
-        if _CONTROL.search(value) or "\n" in value or value != value.strip():
-            raise ValueError("must be one line without control characters or edge whitespace")
-        return value
+        return one_line(value)
 
     @field_validator("base")
     @classmethod
-    def _no_space(cls, value: str) -> str:
-        if any(c.isspace() for c in value):
-            raise ValueError("a revision has no whitespace")
-        return value
+    def _revision(cls, value: str) -> str:
+        return revision(value)
 
     @field_validator("callback_url")
     @classmethod
