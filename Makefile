@@ -37,6 +37,8 @@ test-unit: ## only the tests that need no engine
 lint:
 	$(BIN)/ruff check runner tests
 	$(BIN)/ruff format --check runner tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 demo: ## verify-patch on the bundled Flask example's three candidates
 	bash examples/demo.sh

@@ -46,7 +46,7 @@ import scaleout
 from workloads import Workload, flask_workload, synthetic_workload
 
 from runner.config import load_settings
-from runner.images import base_tag
+from runner.environments.images import base_tag
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -41,7 +41,7 @@ import load
 from runner.client import RunnerClient
 from runner.config import load_settings
 from runner.distributed.engines import LocalEngine, copy_image, start_engine, stop_engine
-from runner.images import find_base_image
+from runner.environments.images import find_base_image
 from runner.models import FixJob
 from runner.service.auth import create_token
 
@@ -133,7 +133,7 @@ def wait_ready(url: str, proc: Proc, timeout_s: float = 60) -> None:
 
 def wait_workers(config: Path, hosts: set[str], timeout_s: float = 90) -> None:
     """Wait until exactly ``hosts`` answer Celery's broadcast (so all consume from the start)."""
-    from runner.worker import list_workers
+    from runner.distributed.worker import list_workers
 
     settings = load_settings(config)
     deadline = time.monotonic() + timeout_s

@@ -12,6 +12,7 @@ receivers check a delivery with :func:`verify_signature`.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import time
@@ -20,9 +21,9 @@ from typing import Any, TypeVar
 
 import httpx
 
-from runner.errorreport import ErrorReport
 from runner.errors import RunnerError
-from runner.fixresult import FixResult
+from runner.fix.errorreport import ErrorReport
+from runner.fix.result import FixResult
 from runner.models import FixJob, Verdict
 from runner.service.models import (
     FINISHED,
@@ -259,7 +260,9 @@ class RunnerClient:
         """The fix job's status, deliveries and (when finished) FixResult."""
         return FixView.model_validate_json(self._request("GET", f"/v1/fixes/{fix_id}").content)
 
-    def list_fixes(self, status: JobStatus | None = None, limit: int = 50) -> list[FixView]:
+    def list_fixes(
+        self, status: JobStatus | None = None, limit: int = 50
+    ) -> builtins.list[FixView]:
         """This token's fix jobs, newest first."""
         params: dict[str, Any] = {"limit": limit}
         if status:

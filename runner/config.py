@@ -367,3 +367,11 @@ def describe_validation_error(exc: ValidationError, source: Path | None) -> str:
         else:
             lines.append(f"{where}: {loc}: {err['msg']} (got {err.get('input')!r})")
     return "\n".join(lines)
+
+
+def service_settings(settings: Settings) -> Settings:
+    """Settings as the service runs them: local repositories only if [service] allows."""
+    security = settings.security.model_copy(
+        update={"allow_local_repos": settings.service.allow_local_repos}
+    )
+    return settings.model_copy(update={"security": security})

@@ -136,7 +136,7 @@ done <<<"${INPUT_REPRO:-}"
 # Run from the reports folder, not the checkout: a runner.toml the pull request adds
 # must not configure the runner (only the `config` input or RUNNER_CONFIG may).
 status=0
-(cd "$reports" && "$python" -c 'import sys; from runner.cli import verify_patch_main; sys.exit(verify_patch_main())' "${args[@]}") || status=$?
+(cd "$reports" && "$python" -c 'import sys; from runner.cli.main import verify_patch_main; sys.exit(verify_patch_main())' "${args[@]}") || status=$?
 
 if [[ ! -s "$reports/verdict.json" ]]; then
     # verify-patch stopped before any verdict (bad usage, no engine): still say so

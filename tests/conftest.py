@@ -10,9 +10,9 @@ import docker
 import pytest
 
 from runner.config import Settings, load_settings
-from runner.engine import LABEL_OWNER, connect
+from runner.environments.images import BaseImage, ensure_base_image
 from runner.errors import EngineUnavailableError
-from runner.images import BaseImage, ensure_base_image
+from runner.sandbox.engine import LABEL_OWNER, connect
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # One owner label per test session: concurrent sessions never judge or remove each

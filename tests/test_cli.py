@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.cli import runner_main
+from runner.cli.main import runner_main
 
 
 def test_unknown_subcommand_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:

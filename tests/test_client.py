@@ -18,8 +18,8 @@ from runner.client import (
     WaitTimeoutError,
     verify_signature,
 )
+from runner.environments.images import BaseImage
 from runner.errors import RunnerError
-from runner.images import BaseImage
 from runner.models import FixJob
 from runner.service.callbacks import sign
 

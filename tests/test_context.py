@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from runner.context import estimate_tokens, gather_context, list_files, render_context
-from runner.errorreport import ErrorReport, derive_repro, report_frames
+from runner.fix.context import estimate_tokens, gather_context, list_files, render_context
+from runner.fix.errorreport import ErrorReport, derive_repro, report_frames
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FLASK_REPORT = REPO_ROOT / "examples" / "flask-app-context" / "error-report.json"

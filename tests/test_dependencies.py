@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from runner.config import Settings
-from runner.dependencies import (
+from runner.environments.builds import commit_date, describe_environment
+from runner.environments.dependencies import (
     detect,
     host_index_args,
     resolve,
     uv_binary,
 )
-from runner.environments import commit_date, describe_environment
 from runner.errors import ResolutionError
 
 AS_OF = datetime(2024, 11, 10, 12, 0, tzinfo=UTC)

@@ -7,9 +7,9 @@ import pytest
 from conftest import TEST_INSTANCE
 
 from runner.config import EngineSettings
-from runner.engine import LABEL_DEADLINE, LABEL_OWNER, connect, sweep_expired
+from runner.environments.images import BaseImage
 from runner.errors import EngineUnavailableError
-from runner.images import BaseImage
+from runner.sandbox.engine import LABEL_DEADLINE, LABEL_OWNER, connect, sweep_expired
 
 pytestmark = pytest.mark.docker
 

@@ -15,8 +15,7 @@ import docker.errors
 import pytest
 
 from runner.config import Settings
-from runner.engine import LABEL_DEADLINE, LABEL_OWNER
-from runner.environments import (
+from runner.environments.builds import (
     LABEL_ENV_HASH,
     LABEL_KIND,
     LABEL_TARGET,
@@ -24,9 +23,10 @@ from runner.environments import (
     commit_date,
     ensure_env_image,
 )
-from runner.images import BaseImage
+from runner.environments.images import BaseImage
 from runner.models import Limits, Mount, RunSpec
-from runner.sandbox import DockerSandbox
+from runner.sandbox.docker import DockerSandbox
+from runner.sandbox.engine import LABEL_DEADLINE, LABEL_OWNER
 
 pytestmark = pytest.mark.docker
 

@@ -21,15 +21,15 @@ from anthropic_fake import FakeAnthropic, api_error, text_reply, tool_use, valid
 from conftest import TEST_INSTANCE, make_settings
 from pydantic import SecretStr
 
-from runner.cli import runner_main
+from runner.cli.main import runner_main
 from runner.config import Settings
-from runner.errorreport import ErrorReport
-from runner.fixer import FixResult, reproduces, run_fix
-from runner.fixreport import feedback
-from runner.images import BaseImage
+from runner.core.patch import parse_patch, split_test_part
+from runner.environments.images import BaseImage
+from runner.fix.errorreport import ErrorReport
+from runner.fix.loop import FixResult, reproduces, run_fix
+from runner.fix.prompts import feedback
 from runner.models import RunCounts, SuiteRun, TestResult, TestSummary, Verdict
-from runner.patch import parse_patch, split_test_part
-from runner.pipeline import Runtime
+from runner.verify.pipeline import Runtime
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO_ROOT / "examples" / "flask-app-context"

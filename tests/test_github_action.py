@@ -18,18 +18,9 @@ import yaml
 from conftest import TEST_INSTANCE as SESSION_INSTANCE
 from junitparser import JUnitXml
 
-from runner.cli import _verify_parser, exit_code
+from runner.cli.main import _verify_parser, exit_code
+from runner.core.suite import parse_junit
 from runner.errors import UsageError
-from runner.github import (
-    annotations,
-    escape_data,
-    escape_property,
-    output_entry,
-    quote_untrusted,
-    render_summary,
-    workflow_command,
-)
-from runner.junit_report import rebuild, write_junit
 from runner.models import (
     Check,
     LintFinding,
@@ -40,8 +31,17 @@ from runner.models import (
     TestSummary,
     Verdict,
 )
-from runner.sarif import render_sarif, sarif_document
-from runner.suite import parse_junit
+from runner.reports.github import (
+    escape_data,
+    escape_property,
+    output_entry,
+    quote_untrusted,
+    render_summary,
+    workflow_annotations,
+    workflow_command,
+)
+from runner.reports.junit import rebuild, write_junit
+from runner.reports.sarif import render_sarif, sarif_document
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
@@ -215,7 +215,7 @@ def test_annotations_cover_lint_regressions_flaky_and_the_verdict() -> None:
         message="assert 1 == 2",
         line=31,
     )
-    lines = [a.command() for a in annotations(_verdict(), {broken.id: broken})]
+    lines = [a.command() for a in workflow_annotations(_verdict(), {broken.id: broken})]
     parsed = [parse_command(line) for line in lines]
     assert parsed[0] == (
         "error",
@@ -237,7 +237,7 @@ def test_annotations_cover_lint_regressions_flaky_and_the_verdict() -> None:
 
 
 def test_a_regression_without_junit_evidence_still_names_its_file() -> None:
-    lines = [a.command() for a in annotations(_verdict(), {})]
+    lines = [a.command() for a in workflow_annotations(_verdict(), {})]
     _, props, _ = parse_command(lines[2])
     assert props["file"] == "tests/test_a.py" and "line" not in props
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from runner.cli import runner_main
+from runner.cli.main import runner_main
 from runner.config import ImageSettings, Settings
-from runner.images import (
+from runner.environments.images import (
     LABEL_RECIPE_HASH,
     BaseImage,
     base_tag,

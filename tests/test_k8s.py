@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 from pydantic import ValidationError
 
-from runner.k8s import K8sPhase, manifests, phase_job
+from runner.distributed.k8s import K8sPhase, manifests, phase_job
 from runner.models import Limits
 
 K8S_VERSION = "1.33"

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from runner.output import CappedOutput
+from runner.sandbox.output import CappedOutput
 
 
 def test_short_output_is_kept_whole() -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from unidiff import PatchSet
 
-from runner.errors import PatchError
-from runner.patch import (
+from runner.core.patch import (
     is_test_path,
     normalise,
     parse_patch,
@@ -14,6 +13,7 @@ from runner.patch import (
     split_test_part,
     weakening_findings,
 )
+from runner.errors import PatchError
 
 MODIFY = """\
 diff --git a/app/x.py b/app/x.py

@@ -25,9 +25,9 @@ import pytest
 from conftest import TEST_INSTANCE, make_settings
 
 from runner.config import Settings
-from runner.images import BaseImage
+from runner.environments.images import BaseImage
 from runner.models import Check, FixJob, Verdict
-from runner.pipeline import Runtime, verify
+from runner.verify.pipeline import Runtime, verify
 
 pytestmark = pytest.mark.docker
 

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from runner.core.patch import parse_patch
+from runner.core.policy import Policy, error_matches, judge, load_policy
+from runner.core.suite import compare, grade
 from runner.errors import ConfigError
 from runner.models import (
     Evidence,
@@ -18,9 +21,6 @@ from runner.models import (
     SuiteRun,
     TestResult,
 )
-from runner.patch import parse_patch
-from runner.policy import Policy, error_matches, judge, load_policy
-from runner.suite import compare, grade
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 

@@ -13,11 +13,11 @@ import docker
 import pytest
 
 from runner.config import Settings
-from runner.engine import LABEL_OWNER
+from runner.environments.images import BaseImage
 from runner.errors import SandboxError
-from runner.images import BaseImage
 from runner.models import Limits, Mount, RunSpec
-from runner.sandbox import DockerSandbox, hand_over
+from runner.sandbox.docker import DockerSandbox, hand_over
+from runner.sandbox.engine import LABEL_OWNER
 
 pytestmark = pytest.mark.docker
 

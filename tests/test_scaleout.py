@@ -32,7 +32,7 @@ from service_support import (
 
 from runner.client import RunnerClient
 from runner.distributed.engines import LocalEngine, copy_image, start_engine, stop_engine
-from runner.images import BaseImage
+from runner.environments.images import BaseImage
 from runner.models import FixJob, Verdict
 from runner.service.models import JobView
 

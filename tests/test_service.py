@@ -29,7 +29,7 @@ from runner.client import (
     ValidationError,
     verify_signature,
 )
-from runner.images import BaseImage
+from runner.environments.images import BaseImage
 from runner.models import FixJob
 from runner.service.models import CallbackBody
 

@@ -35,8 +35,8 @@ from runner.client import (
     ValidationError,
     verify_signature,
 )
-from runner.errorreport import ErrorReport
-from runner.images import BaseImage
+from runner.environments.images import BaseImage
+from runner.fix.errorreport import ErrorReport
 from runner.service.models import FixCallbackBody
 
 pytestmark = pytest.mark.docker

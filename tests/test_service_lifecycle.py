@@ -20,7 +20,7 @@ from service_support import (
 )
 
 from runner.client import OverloadedError
-from runner.images import BaseImage
+from runner.environments.images import BaseImage
 from runner.models import FixJob
 from runner.service.store import SqliteStore
 

@@ -13,7 +13,13 @@ from pydantic import SecretStr
 from pydantic import ValidationError as PydanticValidationError
 
 from runner.client import verify_signature
-from runner.config import ServiceSettings, ServiceToken, Settings, load_settings
+from runner.config import (
+    ServiceSettings,
+    ServiceToken,
+    Settings,
+    load_settings,
+)
+from runner.distributed.executor import celery_executor
 from runner.errors import UsageError
 from runner.service.app import openapi_text
 from runner.service.auth import (
@@ -354,6 +360,7 @@ def test_a_celery_service_answers_fixes_with_501(tmp_path: Path) -> None:
         runtime=None,
         store=SqliteStore(tmp_path / "service.db"),
         tokens=TokenBook(settings),
+        remote_executor=celery_executor,
     )
     with pytest.raises(FixesNotSupported, match="local executor only") as refused:
         service.submit_fix("ingest", None, _fix())

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.models import JUnitReport, LintFinding, Outcome, SuiteRun, TestResult
-from runner.patch import parse_patch
-from runner.suite import (
+from runner.core.patch import parse_patch
+from runner.core.suite import (
     FLAKE8_FORMAT,
     PYTEST_JUNIT_ARGS,
     apply_reruns,
@@ -23,6 +22,7 @@ from runner.suite import (
     parse_junit,
     test_summary,
 )
+from runner.models import JUnitReport, LintFinding, Outcome, SuiteRun, TestResult
 
 # Shaped like pytest 9's output with -o junit_family=xunit1 (file attributes present).
 XUNIT1 = b"""<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests">

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.tracebacks import (
+from runner.core.tracebacks import (
     ExceptionInfo,
     contains_error,
     iter_exceptions,

@@ -12,9 +12,9 @@ from pathlib import Path
 import git
 import pytest
 
-from runner import workspace
 from runner.errors import JobInputError, PatchError, WorkspaceError
-from runner.workspace import (
+from runner.workspace import repository as workspace
+from runner.workspace.repository import (
     MirrorCache,
     apply_patch,
     check_paths_against_tree,

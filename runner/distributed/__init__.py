@@ -3,7 +3,7 @@
 Modules: ``broker`` (the Celery app, queues and worker → service events),
 ``executor`` (the service side: publish, consume events, cancel, route, metrics),
 ``engines`` (private local Docker engines and copying images between engines).
-The worker itself is :mod:`runner.worker`. Importing this package imports none of them.
+The worker itself is :mod:`runner.distributed.worker`. Importing this package imports none of them.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ from pydantic import Field
 from runner.config import CelerySettings, Settings
 from runner.models import Model, Verdict
 
+# The remote-control command a worker answers with its identity (host, engine, cache).
+INFO_COMMAND = "fixrunner_info"
+
 log = structlog.get_logger(__name__)
 
 TASK_NAME = "fixrunner.verify"

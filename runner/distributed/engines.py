@@ -30,8 +30,8 @@ import requests.exceptions
 import structlog
 
 from runner.config import Settings, load_settings
+from runner.environments.images import BaseImage, find_base_image
 from runner.errors import EngineUnavailableError
-from runner.images import BaseImage, find_base_image
 
 log = structlog.get_logger(__name__)
 
@@ -161,7 +161,7 @@ def copy_image(source: docker.DockerClient, target: docker.DockerClient, ref: st
         yield from source.images.get(ref).save(chunk_size=_CHUNK, named=True)
 
     started = time.monotonic()
-    target.api.load_image(chunks())
+    target.api.load_image(chunks())  # type: ignore[no-untyped-call]  # untyped in the stubs
     image = target.images.get(ref)
     log.info("engines.image_copied", ref=ref, seconds=round(time.monotonic() - started, 1))
     return str(image.id)

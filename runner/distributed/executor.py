@@ -24,8 +24,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import ValidationError
 
+from runner import __version__
 from runner.config import Settings
 from runner.distributed.broker import (
+    INFO_COMMAND,
     TASK_NAME,
     WorkerEvent,
     events_queue,
@@ -34,10 +36,12 @@ from runner.distributed.broker import (
     make_celery,
     shared_queue,
 )
+from runner.models import Verdict
+from runner.service.core import Service, store_path
+from runner.service.jobs import CANCELLED, PROGRESS_LOG, cancelled_verdict
 from runner.service.metrics import ServiceMetrics
 from runner.service.models import FINISHED
 from runner.service.store import JobRecord, JobStore
-from runner.service.workers import CANCELLED, PROGRESS_LOG, cancelled_verdict
 
 log = structlog.get_logger(__name__)
 
@@ -375,8 +379,6 @@ class CeleryExecutor:
 
     def refresh(self) -> None:
         """Ask the live workers what they hold; read each queue's depth."""
-        from runner.worker import INFO_COMMAND
-
         replies = self._app.control.broadcast(INFO_COMMAND, reply=True, timeout=1.0)
         workers: dict[str, dict[str, Any]] = {}
         for reply in replies or []:
@@ -409,10 +411,8 @@ class CeleryExecutor:
             return {}
 
 
-def _service_cancelled(job_id: str) -> Any:
-    from runner.service.core import error_verdict
-
-    return error_verdict(job_id, CANCELLED)
+def _service_cancelled(job_id: str) -> Verdict:
+    return Verdict.error(job_id, CANCELLED, __version__)
 
 
 def _append(folder: Path, line: str) -> None:
@@ -496,3 +496,15 @@ class _Collector(Collector):
         broker = GaugeMetricFamily("fixrunner_broker_up", "The broker answered the last refresh.")
         broker.add_metric([], 1.0 if ex.broker_ok else 0.0)
         yield from (up, slots, busy, images, runs, depth, consumers, broker)
+
+
+def celery_executor(service: Service) -> CeleryExecutor:
+    """The service's executor when ``executor = "celery"``: jobs go to the workers."""
+    return CeleryExecutor(
+        service.settings,
+        service.store,
+        store_path(service.settings),
+        service.jobs_dir,
+        service._finished,
+        service.metrics,
+    )

@@ -5,6 +5,7 @@ HTTP-free (app.py maps its errors to status codes), so it can be driven directly
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import math
 import os
@@ -21,15 +22,15 @@ import requests.exceptions
 import structlog
 
 from runner import __version__
-from runner.config import ServiceSettings, Settings
-from runner.engine import LABEL_JOB, owned_containers, sweep_expired
-from runner.errors import JobInputError, RunnerError
-from runner.fixresult import FixResult
-from runner.images import find_base_image
+from runner.config import ServiceSettings, Settings, service_settings
+from runner.environments.images import find_base_image
+from runner.errors import ConfigError, JobInputError, RunnerError
+from runner.fix.result import FixResult
 from runner.models import Verdict
-from runner.pipeline import Runtime, new_job_id
+from runner.sandbox.engine import LABEL_JOB, owned_containers, sweep_expired
 from runner.service.auth import TokenBook
 from runner.service.callbacks import CallbackSender
+from runner.service.jobs import CANCELLED, Executor, ThreadPool, run_fix_job, run_job
 from runner.service.metrics import ServiceMetrics
 from runner.service.models import (
     FINISHED,
@@ -42,8 +43,8 @@ from runner.service.models import (
     Readiness,
 )
 from runner.service.store import JobRecord, JobStore, Outcome, SqliteStore, Submission
-from runner.service.workers import CANCELLED, Executor, ThreadPool, run_fix_job, run_job
-from runner.workspace import validate_repo_url
+from runner.verify.pipeline import Runtime, new_job_id
+from runner.workspace.repository import validate_repo_url
 
 log = structlog.get_logger(__name__)
 
@@ -117,14 +118,6 @@ def store_path(settings: Settings) -> Path:
     return configured.expanduser() if configured else settings.paths.root / "service.db"
 
 
-def service_settings(settings: Settings) -> Settings:
-    """Settings as the service runs them: local repositories only if [service] allows."""
-    security = settings.security.model_copy(
-        update={"allow_local_repos": settings.service.allow_local_repos}
-    )
-    return settings.model_copy(update={"security": security})
-
-
 def repo_refusal(url: str, service: ServiceSettings) -> str | None:
     """Why the service refuses this repository URL, or None when it may be used."""
     try:
@@ -158,9 +151,7 @@ def request_hash(submission: Submission) -> str:
 
 def error_verdict(job_id: str, reason: str) -> Verdict:
     """An ``error`` verdict decided by the service, not the pipeline."""
-    return Verdict(
-        job_id=job_id, status="error", summary=f"error: {reason}", runner_version=__version__
-    )
+    return Verdict.error(job_id, reason, __version__)
 
 
 def new_fix_id() -> str:
@@ -180,6 +171,9 @@ class Service:
     executor: Executor = field(init=False)
     callbacks: CallbackSender = field(init=False)
     accepting: bool = False
+    # Builds the executor when jobs run elsewhere (runtime is None): the composition
+    # root passes it, so this module never imports the distributed layer above it.
+    remote_executor: Callable[[Service], Executor] | None = None
 
     def __post_init__(self) -> None:
         self.metrics = ServiceMetrics(
@@ -190,16 +184,11 @@ class Service:
             self.store, self.settings.service, self.tokens.callback_secret, self.metrics
         )
         if self.runtime is None:
-            from runner.distributed.executor import CeleryExecutor
-
-            self.executor = CeleryExecutor(
-                self.settings,
-                self.store,
-                store_path(self.settings),
-                self.jobs_dir,
-                self._finished,
-                self.metrics,
-            )
+            if self.remote_executor is None:
+                raise ConfigError(
+                    f"executor {self.settings.service.executor!r} needs a remote executor"
+                )
+            self.executor = self.remote_executor(self)
             return
         runtime = self.runtime
         self.executor = ThreadPool(
@@ -219,7 +208,9 @@ class Service:
         return self.settings.paths.root / "jobs"
 
     @classmethod
-    def build(cls, settings: Settings) -> Service:
+    def build(
+        cls, settings: Settings, remote_executor: Callable[[Service], Executor] | None = None
+    ) -> Service:
         """Connect to the engine and open the store (nothing runs yet)."""
         settings = service_settings(settings)
         local = settings.service.executor == "local"
@@ -229,6 +220,7 @@ class Service:
             runtime=runtime,
             store=SqliteStore(store_path(settings)),
             tokens=TokenBook(settings),
+            remote_executor=remote_executor,
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -322,7 +314,7 @@ class Service:
         token: str,
         idem_key: str | None,
         submission: Submission,
-        texts: dict[str, str | None],
+        texts: Mapping[str, str | None],
         new_id: Callable[[], str],
     ) -> tuple[JobRecord, bool]:
         """The checks every submission passes, then the row: sizes, repo, key, queue."""
@@ -378,7 +370,9 @@ class Service:
         """This token's jobs, newest first."""
         return [self.view(r) for r in self.store.list(token, status, limit)]
 
-    def list_fixes(self, token: str, status: JobStatus | None, limit: int) -> list[FixView]:
+    def list_fixes(
+        self, token: str, status: JobStatus | None, limit: int
+    ) -> builtins.list[FixView]:
         """This token's fix jobs, newest first."""
         return [self.fix_view(r) for r in self.store.list(token, status, limit, kind="fix")]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import anyio
 
-from runner.service.workers import PROGRESS_LOG
+from runner.service.jobs import PROGRESS_LOG
 
 POLL_S = 0.5
 

@@ -10,8 +10,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from runner.errorreport import ErrorReport
-from runner.fixresult import FixResult
+from runner.fix.errorreport import ErrorReport
+from runner.fix.result import FixResult
 from runner.models import FixJob, Model, Verdict, one_line, revision
 
 JobStatus = Literal["queued", "running", "done", "cancelled"]

@@ -9,6 +9,7 @@ queue, recovery and callbacks; their outcome is a FixResult instead of a Verdict
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from runner.fixresult import FixResult
+from runner.fix.result import FixResult
 from runner.models import Verdict
 from runner.service.models import (
     CallbackState,
@@ -181,9 +182,9 @@ class JobStore(Protocol):
     def cancel_queued(self, job_id: str, verdict: Outcome) -> bool: ...
     def recover(self, verdict_for: _VerdictFor, result_for: ResultFor = ...) -> Recovery: ...
     def add_delivery(self, job_id: str, delivery: Delivery) -> None: ...
-    def deliveries(self, job_id: str) -> list[Delivery]: ...
+    def deliveries(self, job_id: str) -> builtins.list[Delivery]: ...
     def set_callback_state(self, job_id: str, state: CallbackState) -> None: ...
-    def pending_callbacks(self) -> list[str]: ...
+    def pending_callbacks(self) -> builtins.list[str]: ...
     def check_writable(self) -> None: ...
     def close(self) -> None: ...
 
@@ -407,7 +408,7 @@ class SqliteStore:
                 ),
             )
 
-    def deliveries(self, job_id: str) -> list[Delivery]:
+    def deliveries(self, job_id: str) -> builtins.list[Delivery]:
         """A job's delivery attempts, in order."""
         with self._lock:
             rows = self._db.execute(
@@ -429,7 +430,7 @@ class SqliteStore:
         with self._lock:
             self._db.execute("UPDATE jobs SET callback_state = ? WHERE id = ?", (state, job_id))
 
-    def pending_callbacks(self) -> list[str]:
+    def pending_callbacks(self) -> builtins.list[str]:
         """Finished jobs whose callback has not been delivered nor given up on."""
         with self._lock:
             rows = self._db.execute(

@@ -1,0 +1,1 @@
+"""Plumbing shared by every edge: file locks, no-follow reads, logging set-up."""

@@ -1,0 +1,1 @@
+"""Pure deciding code on plain data: no docker, git or HTTP imports."""

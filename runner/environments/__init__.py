@@ -1,0 +1,1 @@
+"""Base images and per-repository environment images: detection, resolution, wheels, builds."""

@@ -1,0 +1,116 @@
+"""The host's content-addressed wheel cache: a resolved pin set built into wheels once.
+
+Built with `pip wheel --no-deps` on the host (pip reads the host's index
+configuration itself); the image build installs from it offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import structlog
+from pydantic import Field
+
+from runner.common.files import file_lock
+from runner.errors import ResolutionError
+from runner.models import Model
+
+log = structlog.get_logger(__name__)
+
+COMPLETE = ".complete"
+INSTALL_LIST = "install.txt"
+PIP_TIMEOUT_S = 1800
+LOG_TAIL = 4000
+# Bumped when the cache's layout changes.
+WHEELS_FORMAT = "1"
+
+
+class WheelSet(Model):
+    """A directory of wheels for one resolved pin set."""
+
+    path: Path = Field(description="Host directory holding the wheels and install.txt.")
+    key: str = Field(description="sha256 of the sorted pins and the interpreter tag.")
+    reused: bool = Field(description="True when the cache already had it.")
+    seconds: float = Field(default=0.0, description="Time spent building, 0 when reused.")
+
+
+def wheel_key(pins: list[str], python: str) -> str:
+    """Content address of a pin set: the same pins for the same Python share a directory."""
+    text = "\n".join([f"format={WHEELS_FORMAT}", f"python={python}", *sorted(pins)])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def ensure_wheels(pins: list[str], state_dir: Path, python: str) -> WheelSet:
+    """Wheels for every pin under ``state_dir/wheels/<key>``, built only when missing."""
+    key = wheel_key(pins, python)
+    folder = state_dir / "wheels" / key
+    started = time.monotonic()
+    with file_lock(state_dir / "wheels" / f"{key}.lock"):
+        if (folder / COMPLETE).is_file():
+            return WheelSet(path=folder, key=key, reused=True)
+        if folder.exists():
+            shutil.rmtree(folder)  # a build that died half-way
+        folder.mkdir(parents=True)
+        (folder / "pins.txt").write_text("\n".join(pins) + "\n", encoding="utf-8")
+        _pip_wheel(folder, python)
+        (folder / INSTALL_LIST).write_text(
+            "\n".join(_install_line(pin) for pin in pins) + "\n", encoding="utf-8"
+        )
+        (folder / COMPLETE).write_text(f"{len(pins)} pins\n", encoding="utf-8")
+    seconds = round(time.monotonic() - started, 2)
+    log.info("wheels.built", key=key[:16], pins=len(pins), seconds=seconds)
+    return WheelSet(path=folder, key=key, reused=False, seconds=seconds)
+
+
+def host_python(python: str) -> str:
+    """A host interpreter of the image's Python version, to build matching wheels."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == python:
+        return sys.executable
+    found = shutil.which(f"python{python}")
+    if found is None:
+        raise ResolutionError(
+            f"no Python {python} on the host to build wheels for the image "
+            f"(the runner runs {sys.version_info.major}.{sys.version_info.minor})"
+        )
+    return found
+
+
+def _pip_wheel(folder: Path, python: str) -> None:
+    argv = [
+        host_python(python),
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+        "--wheel-dir",
+        str(folder),
+        "-r",
+        str(folder / "pins.txt"),
+    ]
+    try:
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ResolutionError(f"building wheels timed out after {PIP_TIMEOUT_S} s") from exc
+    if proc.returncode != 0:
+        output = (proc.stdout + proc.stderr).strip()
+        errors = [line for line in output.splitlines() if line.startswith("ERROR")]
+        headline = errors[0] if errors else "pip wheel failed"
+        raise ResolutionError(
+            f"building wheels on the host failed: {headline}", log=output[-LOG_TAIL:]
+        )
+
+
+def _install_line(pin: str) -> str:
+    # A URL pin ("pkg @ file:///…") was built into a wheel under its name; inside the
+    # image only the name finds it in the wheel directory.
+    return pin.split("@", 1)[0].strip() if " @ " in pin else pin

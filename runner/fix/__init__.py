@@ -1,0 +1,1 @@
+"""The fix loop: error report, code context, prompts, the Claude loop, the fix result."""

@@ -1,0 +1,546 @@
+"""The Claude fix loop: error report → candidate → verify → feedback → … → verified.
+
+One conversation per job. Claude answers through one forced tool, ``submit_fix``; each
+candidate goes through :func:`runner.verify.pipeline.verify`; a rejected verdict goes back as
+the tool's result, and the loop stops at the first verified candidate, after
+``max_attempts``, or when the token budget is spent. A bad reply is a rejected attempt,
+never a crash; an API failure after the SDK's retries ends the job as ``error``.
+The API key is passed to the SDK and nowhere else: results, logs and errors never hold it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import structlog
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from runner.config import FixerSettings, Settings
+from runner.core.patch import parse_patch
+from runner.core.suite import parse_junit
+from runner.errors import ConfigError, InfrastructureError, PatchError, RunnerError
+from runner.fix.context import estimate_tokens, gather_context, list_files
+from runner.fix.errorreport import ErrorReport, derive_repro
+from runner.fix.prompts import SYSTEM_PROMPT, feedback, first_prompt, pull_request
+from runner.fix.result import Attempt, FixResult
+from runner.models import FixJob, SuiteRun, TestResult, Verdict
+from runner.verify.pipeline import Runtime, verify
+from runner.workspace.repository import checkout, remove_tree, validate_repo_url
+
+__all__ = [
+    "SUBMIT_FIX_TOOL",
+    "Attempt",
+    "FixResult",
+    "MissingApiKeyError",
+    "ModelApiError",
+    "make_client",
+    "run_fix",
+    "write_outputs",
+]
+
+log = structlog.get_logger(__name__)
+
+Progress = Callable[[str, str], None]
+TOOL_NAME = "submit_fix"
+SUBMIT_FIX_TOOL: dict[str, Any] = {
+    "name": TOOL_NAME,
+    "description": "Submit a minimal fix for the reported error and a regression test, both as "
+    "unified diffs against the repository at the failing commit.",
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "patch": {"type": "string", "description": "Unified diff of the source fix."},
+            "test_patch": {
+                "type": "string",
+                "description": "Unified diff adding a regression test that fails with the "
+                "reported exception before the fix; may be empty.",
+            },
+            "explanation": {"type": "string", "description": "Root cause and fix, short."},
+        },
+        "required": ["patch", "test_patch", "explanation"],
+    },
+}
+NOT_REPRODUCED = "test does not reproduce the reported error"
+
+
+class MissingApiKeyError(ConfigError):
+    """No API key in [fixer] api_key or ANTHROPIC_API_KEY."""
+
+
+class ModelApiError(InfrastructureError):
+    """The Messages API failed after the SDK's retries."""
+
+
+class SubmitFix(BaseModel):
+    """The input of one submit_fix call (extra keys from the model are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    patch: str
+    test_patch: str = ""
+    explanation: str = ""
+
+
+def _quiet(phase: str, message: str) -> None:
+    return None
+
+
+def _api_key(fixer: FixerSettings, environ: Mapping[str, str]) -> str:
+    key = fixer.api_key.get_secret_value() if fixer.api_key else environ.get("ANTHROPIC_API_KEY")
+    if not key:
+        raise MissingApiKeyError(
+            "no Anthropic API key: set ANTHROPIC_API_KEY "
+            "(or api_key in the fixer section of runner.toml)"
+        )
+    return key
+
+
+def make_client(
+    fixer: FixerSettings, environ: Mapping[str, str] | None = None
+) -> tuple[anthropic.Anthropic, str]:
+    """The SDK client and the key it uses (kept only to redact it); MissingApiKeyError first."""
+    env = os.environ if environ is None else environ
+    key = _api_key(fixer, env)
+    client = anthropic.Anthropic(
+        api_key=key,
+        base_url=fixer.base_url or env.get("ANTHROPIC_BASE_URL") or None,
+        max_retries=fixer.max_retries,
+        timeout=fixer.timeout_s,
+    )
+    return client, key
+
+
+class _Loop:
+    """One job's state: conversation, attempts, spend."""
+
+    def __init__(
+        self,
+        report: ErrorReport,
+        settings: Settings,
+        runtime: Runtime,
+        progress: Progress,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.report = report
+        self.settings = settings
+        self.fixer = settings.fixer
+        self.runtime = runtime
+        self.progress = progress
+        self.cancel = cancel
+        self.messages: list[dict[str, Any]] = []
+        self.attempts: list[Attempt] = []
+        self.spent = 0
+        self.baselines: dict[int, SuiteRun | None] = {}
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float | None:
+        price = self.fixer.prices.get(self.fixer.model)
+        if price is None:
+            return None
+        return round(
+            tokens_in / 1e6 * price.input_per_mtok + tokens_out / 1e6 * price.output_per_mtok, 6
+        )
+
+    def ask(self, client: anthropic.Anthropic, key: str) -> anthropic.types.Message:
+        try:
+            # The tool and message dicts are the API's JSON shapes, not the SDK's TypedDicts.
+            return client.messages.create(  # type: ignore[call-overload,no-any-return]
+                model=self.fixer.model,
+                max_tokens=self.fixer.max_tokens,
+                system=SYSTEM_PROMPT,
+                messages=self.messages,
+                tools=[SUBMIT_FIX_TOOL],
+                tool_choice={"type": "tool", "name": TOOL_NAME},
+                # A forced tool call cannot follow thinking; models that think by
+                # default (Sonnet 5) must be told not to.
+                thinking={"type": "disabled"},
+            )
+        except anthropic.APIStatusError as exc:
+            message = exc.api_message or exc.message
+            raise ModelApiError(
+                _redact(f"the Messages API answered {exc.status_code}: {message}", key)
+            ) from None
+        except anthropic.APIConnectionError as exc:
+            raise ModelApiError(
+                _redact(f"the Messages API could not be reached: {exc.message}", key)
+            ) from None
+        except anthropic.AnthropicError as exc:
+            raise ModelApiError(_redact(f"the Messages API call failed: {exc}", key)) from None
+
+
+def _redact(text: str, key: str) -> str:
+    return text.replace(key, "[redacted]") if key else text
+
+
+def _blocks(message: anthropic.types.Message) -> list[dict[str, Any]]:
+    """The reply's content as request params, to continue the same conversation."""
+    out: list[dict[str, Any]] = []
+    for block in message.content:
+        if block.type == "text":
+            out.append({"type": "text", "text": block.text})
+        elif block.type == "tool_use":
+            out.append(
+                {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+            )
+    return out or [{"type": "text", "text": "(empty reply)"}]
+
+
+def _tool_uses(message: anthropic.types.Message) -> list[Any]:
+    return [b for b in message.content if b.type == "tool_use"]
+
+
+def _answer(
+    message: anthropic.types.Message, text: str, ok_id: str | None = None
+) -> dict[str, Any]:
+    """The next user turn: a tool_result for every tool_use of the reply, else plain text."""
+    uses = _tool_uses(message)
+    if not uses:
+        return {"role": "user", "content": [{"type": "text", "text": text}]}
+    primary = ok_id or uses[0].id
+    content = [
+        {
+            "type": "tool_result",
+            "tool_use_id": use.id,
+            "content": text if use.id == primary else f"ignored: only one {TOOL_NAME} call counts",
+            "is_error": True,
+        }
+        for use in uses
+    ]
+    return {"role": "user", "content": content}
+
+
+def _check_diff(text: str, what: str) -> str | None:
+    try:
+        parse_patch(text)
+    except PatchError as exc:
+        return f"the {what} is not a usable unified diff: {exc}"
+    return None
+
+
+def _join(patch: str, test_patch: str) -> str:
+    parts = [p if p.endswith("\n") else p + "\n" for p in (patch, test_patch) if p.strip()]
+    return "".join(parts)
+
+
+def _names_error(test: TestResult, short_type: str) -> bool:
+    if test.exception_type and test.exception_type.rsplit(".", 1)[-1] == short_type:
+        return True
+    # pytest's "E   Type: message" lines name every exception of a chain.
+    prefixes = (f"E   {short_type}:", f"E       {short_type}:")
+    return any(
+        line.startswith(prefixes) or f".{short_type}: " in line
+        for line in test.text.splitlines()
+        if line.startswith("E ")
+    )
+
+
+def reproduces(verdict: Verdict, baseline: SuiteRun | None, short_type: str) -> str | None:
+    """None when a fail-to-pass test fails on the base with the reported type, else why not."""
+    ids = verdict.tests.fail_to_pass
+    if not ids:
+        return f"{NOT_REPRODUCED}: no test fails before the fix and passes after it"
+    if baseline is None:
+        return f"{NOT_REPRODUCED}: the baseline's test results are missing"
+    whys = []
+    for test_id in ids:
+        test = baseline.tests.get(test_id)
+        if test is not None and _names_error(test, short_type):
+            return None
+        first = test.message.strip().splitlines()[0][:120] if test and test.message.strip() else ""
+        if first.startswith("assert "):  # pytest's message for a failed assert statement
+            first = f"AssertionError ({first})"
+        got = (test.exception_type if test else None) or first or "an error that names no type"
+        whys.append(f"{test_id} fails on the current code with {got}")
+    return f"{NOT_REPRODUCED} ({short_type}): " + "; ".join(whys)
+
+
+def _job_files(runtime: Runtime, job_id: str) -> tuple[SuiteRun | None, dict[str, TestResult]]:
+    folder = runtime.jobs_dir / job_id
+    baseline = None
+    try:
+        baseline = SuiteRun.model_validate_json((folder / "baseline.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        baseline = None
+    candidate: dict[str, TestResult] = {}
+    try:
+        report = parse_junit((folder / "junit" / "candidate.xml").read_bytes())
+        candidate = {t.id: t for t in [*report.tests, *report.collection_errors]}
+    except OSError:
+        pass
+    return baseline, candidate
+
+
+def _new_fix_id() -> str:
+    return f"fix-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def run_fix(
+    report: ErrorReport,
+    repo: str,
+    base: str,
+    runtime: Runtime,
+    settings: Settings | None = None,
+    progress: Progress = _quiet,
+    cancel: threading.Event | None = None,
+    *,
+    max_attempts: int | None = None,
+    fix_id: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> FixResult:
+    """Run the loop for one error report; always returns a result (status error on failure)."""
+    settings = settings or runtime.settings
+    fixer = settings.fixer
+    fix_id = fix_id or _new_fix_id()
+    started = time.monotonic()
+    result = FixResult(
+        fix_id=fix_id,
+        status="error",
+        summary="",
+        repo=repo,
+        base=base,
+        error=report.summary.splitlines()[0],
+        model=fixer.model,
+    )
+    loop = _Loop(report, settings, runtime, progress, cancel)
+    key = ""
+    try:
+        client, key = make_client(fixer, environ)
+        result = _prepare(loop, result, repo, base)
+        result = _iterate(loop, result, client, key, max_attempts or fixer.max_attempts)
+    except RunnerError as exc:
+        result = result.model_copy(update={"status": "error", "summary": _redact(str(exc), key)})
+    result = result.model_copy(
+        update={
+            "attempts": loop.attempts,
+            "input_tokens": sum(a.input_tokens for a in loop.attempts),
+            "output_tokens": sum(a.output_tokens for a in loop.attempts),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+    )
+    costs = [a.cost_usd for a in loop.attempts]
+    if costs and all(c is not None for c in costs):
+        result.cost_usd = round(sum(c for c in costs if c is not None), 6)
+    if result.status == "verified":
+        attempt = loop.attempts[-1]
+        result.pull_request = pull_request(
+            result, attempt, report, loop.baselines.get(attempt.number)
+        )
+    _keep(runtime, result, loop.messages)
+    log.info(
+        "fix_result",
+        fix_id=fix_id,
+        status=result.status,
+        attempts=len(result.attempts),
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+    )
+    return result
+
+
+def _prepare(loop: _Loop, result: FixResult, repo: str, base: str) -> FixResult:
+    """Resolve the commit, read the code context, derive the repro, write the first prompt."""
+    runtime = loop.runtime
+    loop.progress("context", "reading the repository at the failing commit")
+    url = validate_repo_url(repo, runtime.settings.security.allow_local_repos)
+    mirror, commit = runtime.mirrors.resolve(url, base)
+    tree = runtime.settings.paths.root / "fixes" / result.fix_id / "tree"
+    try:
+        checkout(mirror, commit, tree)
+        files = set(list_files(tree))
+        context = gather_context(tree, loop.report, loop.fixer.context_tokens)
+    finally:
+        remove_tree(tree)
+    repro = derive_repro(loop.report, files)
+    loop.messages.append({"role": "user", "content": first_prompt(loop.report, context, repro)})
+    return result.model_copy(
+        update={"repo": url, "commit": commit, "repro": repro, "context_tokens": context.tokens}
+    )
+
+
+def _iterate(
+    loop: _Loop, result: FixResult, client: anthropic.Anthropic, key: str, max_attempts: int
+) -> FixResult:
+    for number in range(1, max_attempts + 1):
+        if loop.cancel is not None and loop.cancel.is_set():
+            return result.model_copy(update={"status": "error", "summary": "cancelled"})
+        needed = sum(estimate_tokens(json.dumps(m)) for m in loop.messages)
+        if loop.spent + needed > loop.fixer.token_budget:
+            return result.model_copy(
+                update={
+                    "status": "not_verified",
+                    "summary": f"token budget exhausted before attempt {number}: "
+                    f"{loop.spent} spent, about {needed} more needed, "
+                    f"budget {loop.fixer.token_budget}",
+                }
+            )
+        attempt = _attempt(loop, result, client, key, number)
+        loop.attempts.append(attempt)
+        log.info(
+            "fix_attempt",
+            fix_id=result.fix_id,
+            attempt=number,
+            status=attempt.status,
+            reasons=attempt.reasons,
+        )
+        loop.progress(
+            "attempt",
+            f"attempt {number}: {attempt.status}" + "".join(f"\n  - {r}" for r in attempt.reasons),
+        )
+        if attempt.status == "verified":
+            verdict = attempt.verdict
+            summary = verdict.summary if verdict else "verified"
+            return result.model_copy(
+                update={
+                    "status": "verified",
+                    "summary": f"attempt {number}: {summary}",
+                    "patch": attempt.patch,
+                    "test_patch": attempt.test_patch,
+                }
+            )
+        if attempt.status == "error":
+            return result.model_copy(
+                update={"status": "error", "summary": f"attempt {number}: {attempt.reasons[0]}"}
+            )
+    return result.model_copy(
+        update={
+            "status": "not_verified",
+            "summary": f"no candidate verified in {max_attempts} attempt(s)",
+        }
+    )
+
+
+def _attempt(
+    loop: _Loop, result: FixResult, client: anthropic.Anthropic, key: str, number: int
+) -> Attempt:
+    started = time.monotonic()
+    loop.progress("ask", f"attempt {number}: asking {loop.fixer.model} for a fix")
+    reply = loop.ask(client, key)
+    usage = reply.usage
+    tokens_in = (
+        usage.input_tokens
+        + (usage.cache_creation_input_tokens or 0)
+        + (usage.cache_read_input_tokens or 0)
+    )
+    loop.spent += tokens_in + usage.output_tokens
+    attempt = Attempt(
+        number=number,
+        status="rejected",
+        input_tokens=tokens_in,
+        output_tokens=usage.output_tokens,
+        cost_usd=loop.cost(tokens_in, usage.output_tokens),
+    )
+    loop.messages.append({"role": "assistant", "content": _blocks(reply)})
+    attempt = _judge(loop, result, reply, attempt)
+    attempt.seconds = round(time.monotonic() - started, 3)
+    return attempt
+
+
+def _judge(
+    loop: _Loop, result: FixResult, reply: anthropic.types.Message, attempt: Attempt
+) -> Attempt:
+    """Check the reply, verify the candidate, and queue feedback unless it is verified."""
+    uses = [u for u in _tool_uses(reply) if u.name == TOOL_NAME]
+    verdict: Verdict | None = None
+    candidate: dict[str, TestResult] = {}
+    if not uses:
+        why = f"the reply did not call {TOOL_NAME} (stop_reason {reply.stop_reason})"
+        attempt.reasons = [why]
+        loop.messages.append(_answer(reply, f"{why}. Call {TOOL_NAME} with your fix."))
+        return attempt
+    use = uses[0]
+    try:
+        fix = SubmitFix.model_validate(use.input)
+    except ValidationError as exc:
+        cut = " (the reply was cut off at max_tokens)" if reply.stop_reason == "max_tokens" else ""
+        invalid = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        attempt.reasons = [f"the {TOOL_NAME} input is invalid{cut}: {invalid}"]
+        loop.messages.append(_answer(reply, feedback(attempt.reasons, None, {}), use.id))
+        return attempt
+    attempt = attempt.model_copy(
+        update={"patch": fix.patch, "test_patch": fix.test_patch, "explanation": fix.explanation}
+    )
+    problems = [
+        p
+        for p in (
+            _check_diff(fix.patch, "patch"),
+            _check_diff(fix.test_patch, "test_patch") if fix.test_patch.strip() else None,
+        )
+        if p
+    ]
+    if not problems:
+        verdict, candidate = _verify(loop, result, attempt, fix)
+        attempt.verdict = verdict
+        if verdict.status == "error":
+            attempt.status = "error"
+            attempt.reasons = [verdict.summary]
+            return attempt
+        problems = [
+            f"{c.name}: {c.detail}" for c in verdict.checks if c.required and not c.passed
+        ] or ([] if verdict.status == "verified" else [verdict.summary])
+        if verdict.status == "verified":
+            unproven = reproduces(
+                verdict, loop.baselines.get(attempt.number), loop.report.short_type
+            )
+            problems = [unproven] if unproven else []
+    if not problems:
+        attempt.status = "verified"
+        return attempt
+    attempt.reasons = problems
+    loop.messages.append(_answer(reply, feedback(problems, verdict, candidate), use.id))
+    return attempt
+
+
+def _verify(
+    loop: _Loop, result: FixResult, attempt: Attempt, fix: SubmitFix
+) -> tuple[Verdict, dict[str, TestResult]]:
+    # The test patch goes in as part of the candidate, not as the job's trusted test
+    # patch: the weakening and lint checks then cover the model's tests too.
+    repro = result.repro
+    job = FixJob(
+        repo=result.repo,
+        base=result.commit or result.base,
+        patch=_join(fix.patch, fix.test_patch),
+        policy=loop.fixer.policy,
+        repro=[repro.command] if repro else [],
+        expect_error=repro.expect_error if repro else None,
+        job_id=f"{result.fix_id}-a{attempt.number}",
+    )
+    loop.progress("verify", f"attempt {attempt.number}: verifying the candidate in the sandbox")
+    verdict = verify(job, loop.runtime, loop.progress, loop.cancel)
+    baseline, candidate = _job_files(loop.runtime, verdict.job_id)
+    loop.baselines[attempt.number] = baseline
+    return verdict, candidate
+
+
+def _keep(runtime: Runtime, result: FixResult, messages: list[dict[str, Any]]) -> None:
+    """The result and the conversation, in the fix's own folder (no key in either)."""
+    folder = runtime.settings.paths.root / "fixes" / result.fix_id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "result.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
+    (folder / "conversation.json").write_text(json.dumps(messages, indent=2), encoding="utf-8")
+
+
+def write_outputs(result: FixResult, out_dir: Path) -> list[Path]:
+    """fix.diff, test.diff and PR.md of a verified result, and result.json always."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    files = {
+        "fix.diff": result.patch,
+        "test.diff": result.test_patch,
+        "PR.md": result.pull_request,
+        "result.json": result.model_dump_json(indent=2) + "\n",
+    }
+    for name, text in files.items():
+        if text:
+            path = out_dir / name
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+    return written

@@ -1,0 +1,100 @@
+"""Every type that crosses a module boundary: the public contract.
+
+Pydantic v2, ``extra="forbid"`` everywhere, a short description on each field. One
+module per part of the contract; everything is re-exported here, the stable import path.
+This package imports nothing else of runner.
+"""
+
+from __future__ import annotations
+
+from runner.models.base import (
+    Model,
+)
+from runner.models.evidence import (
+    Evidence,
+)
+from runner.models.job import (
+    FixJob,
+    one_line,
+    revision,
+)
+from runner.models.patch import (
+    SYMLINK_MODE,
+    FileChange,
+    FileStatus,
+    ParsedPatch,
+)
+from runner.models.results import (
+    Comparison,
+    JUnitReport,
+    LintFinding,
+    LintSummary,
+    Outcome,
+    RunCounts,
+    SuiteRun,
+    TestResult,
+)
+from runner.models.run import (
+    Limits,
+    Mount,
+    RunResult,
+    RunSpec,
+)
+from runner.models.verdict import (
+    SCHEMA_VERSION,
+    AppliedWith,
+    Check,
+    EnvironmentInfo,
+    ImagesInfo,
+    LastException,
+    PatchStats,
+    PhaseLog,
+    ReproResult,
+    ReproRun,
+    Resources,
+    Status,
+    TestSummary,
+    Verdict,
+    verdict_json_schema,
+    verdict_json_schema_text,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SYMLINK_MODE",
+    "AppliedWith",
+    "Check",
+    "Comparison",
+    "EnvironmentInfo",
+    "Evidence",
+    "FileChange",
+    "FileStatus",
+    "FixJob",
+    "ImagesInfo",
+    "JUnitReport",
+    "LastException",
+    "Limits",
+    "LintFinding",
+    "LintSummary",
+    "Model",
+    "Mount",
+    "Outcome",
+    "ParsedPatch",
+    "PatchStats",
+    "PhaseLog",
+    "ReproResult",
+    "ReproRun",
+    "Resources",
+    "RunCounts",
+    "RunResult",
+    "RunSpec",
+    "Status",
+    "SuiteRun",
+    "TestResult",
+    "TestSummary",
+    "Verdict",
+    "one_line",
+    "revision",
+    "verdict_json_schema",
+    "verdict_json_schema_text",
+]

@@ -1,0 +1,109 @@
+"""Test and lint results: per-test outcomes, graded suite runs, comparisons, findings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from runner.models.base import Model
+
+Outcome = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
+
+
+class TestResult(Model):
+    """One test's outcome from a JUnit file."""
+
+    __test__ = False  # not a pytest test class despite the name
+
+    id: str = Field(description="pytest node id, e.g. tests/test_x.py::TestC::test_y[p].")
+    outcome: Outcome = Field(description="What happened to the test.")
+    message: str = Field(default="", description="Failure/skip message, trimmed.")
+    text: str = Field(default="", description="Failure text (traceback), trimmed.")
+    exception_type: str | None = Field(default=None, description="Exception named by the failure.")
+    duration_s: float = Field(default=0.0, description="Seconds pytest reported.")
+    line: int | None = Field(
+        default=None,
+        description="1-based line to point at in the test's file: the deepest failing frame "
+        "there, else the test's definition; None when unknown.",
+    )
+
+
+class JUnitReport(Model):
+    """A parsed JUnit XML file; ``error`` is set instead of raising when it is unreadable."""
+
+    error: str | None = Field(default=None, description="Why the file could not be read.")
+    tests: list[TestResult] = Field(default_factory=list, description="Test cases, file order.")
+    collection_errors: list[TestResult] = Field(
+        default_factory=list, description="Modules that failed to collect (id = file path)."
+    )
+
+
+class RunCounts(Model):
+    """Outcome counts of one suite run (xfailed counts as skipped, xpassed as passed)."""
+
+    passed: int = 0
+    failed: int = 0
+    error: int = 0
+    skipped: int = 0
+    total: int = 0
+
+
+class SuiteRun(Model):
+    """One graded pytest run: per-test outcomes plus whether the run can be trusted."""
+
+    valid: bool = Field(description="False when the run gives no trustworthy evidence.")
+    invalid_reason: str | None = Field(default=None, description="Why the run is invalid.")
+    exit_code: int | None = Field(default=None, description="pytest's exit status.")
+    timed_out: bool = Field(default=False, description="Killed at the phase timeout.")
+    oom_killed: bool = Field(default=False, description="Killed by the memory limit.")
+    results_found: bool = Field(default=True, description="A JUnit file was produced and read.")
+    tests: dict[str, TestResult] = Field(default_factory=dict, description="Outcomes by test id.")
+    collection_errors: list[TestResult] = Field(
+        default_factory=list, description="Modules that failed to collect."
+    )
+    counts: RunCounts = Field(default_factory=RunCounts, description="Outcome counts.")
+
+
+class Comparison(Model):
+    """Baseline vs candidate, test by test (sorted id lists)."""
+
+    fail_to_pass: list[str] = Field(default_factory=list, description="Fixed by the candidate.")
+    pass_to_fail: list[str] = Field(default_factory=list, description="Broken by the candidate.")
+    still_failing: list[str] = Field(
+        default_factory=list, description="Not passing before or after (pre-existing)."
+    )
+    fail_to_skip: list[str] = Field(
+        default_factory=list,
+        description="Failing before, skipped after: never a fix (reported, not a regression).",
+    )
+    pass_to_pass: list[str] = Field(default_factory=list, description="Passing before and after.")
+    added: list[str] = Field(default_factory=list, description="Only in the candidate run.")
+    removed: list[str] = Field(
+        default_factory=list, description="Only in the baseline run (counted as failed)."
+    )
+    new_collection_errors: list[str] = Field(
+        default_factory=list, description="Modules that fail to collect only with the candidate."
+    )
+    changed: list[str] = Field(
+        default_factory=list, description="Ids whose outcome changed: the ones to re-run."
+    )
+    flaky: list[str] = Field(default_factory=list, description="Flipped across re-runs.")
+
+
+class LintFinding(Model):
+    """One flake8 finding."""
+
+    path: str
+    line: int
+    col: int
+    code: str
+    message: str
+    blocking: bool = Field(default=False, description="Matches the policy's blocking codes.")
+
+
+class LintSummary(Model):
+    """Diff-aware lint: findings the candidate introduced and those it removed."""
+
+    new: list[LintFinding] = Field(default_factory=list)
+    fixed: list[LintFinding] = Field(default_factory=list)

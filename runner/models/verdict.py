@@ -1,0 +1,169 @@
+"""The verdict: the published, versioned answer for one job."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import Field
+
+from runner.models.base import Model
+from runner.models.results import LintSummary, RunCounts
+from runner.models.run import Limits
+
+# 1.1: repro (with its `problem` field) and `host`, added after 1.0; additive only.
+SCHEMA_VERSION = "1.1"
+Status = Literal["verified", "rejected", "error"]
+AppliedWith = Literal["clean", "3way", "already_applied", "not_applied"]
+
+
+class Check(Model):
+    """One named rule of the policy and whether the candidate met it."""
+
+    name: str
+    passed: bool
+    detail: str = ""
+    required: bool = Field(default=True, description="Whether the policy requires it.")
+
+
+class TestSummary(Model):
+    """Per-test evidence of the verdict."""
+
+    __test__ = False  # not a pytest test class despite the name
+
+    baseline: RunCounts = Field(default_factory=RunCounts)
+    candidate: RunCounts = Field(default_factory=RunCounts)
+    fail_to_pass: list[str] = Field(default_factory=list)
+    pass_to_fail: list[str] = Field(default_factory=list)
+    still_failing: list[str] = Field(default_factory=list)
+    flaky: list[str] = Field(default_factory=list)
+    added: list[str] = Field(default_factory=list)
+    removed: list[str] = Field(default_factory=list)
+    pass_to_pass: int = Field(default=0, description="How many tests passed before and after.")
+
+
+class PatchStats(Model):
+    """What the candidate patch touched and how it applied."""
+
+    files: int = 0
+    added: int = 0
+    removed: int = 0
+    applied_with: AppliedWith = "not_applied"
+    test_files: list[str] = Field(default_factory=list, description="Paths in the test part.")
+    source_files: list[str] = Field(default_factory=list, description="All other paths.")
+
+
+class LastException(Model):
+    """The last exception of a Python traceback."""
+
+    type: str
+    message: str = ""
+
+
+class ReproResult(Model):
+    """One repro command on one tree."""
+
+    exit_code: int | None = None
+    timed_out: bool = False
+    last_exception: LastException | None = None
+    output_head: str = ""
+    output_tail: str = ""
+
+
+class ReproRun(Model):
+    """One repro command on the baseline and on the candidate."""
+
+    command: str
+    expect_error: str | None = Field(default=None, description="--expect-error, when given.")
+    baseline: ReproResult
+    candidate: ReproResult
+    baseline_matched: bool = Field(
+        default=False,
+        description="The baseline's last exception matches expect_error (unused without it).",
+    )
+    error_in_candidate_output: bool = Field(
+        default=False,
+        description="The expected error (or the baseline's exception) appears in the candidate's "
+        "output.",
+    )
+    problem: str | None = Field(
+        default=None,
+        description="Why the command could not be judged (not in the repository, not found).",
+    )
+
+
+class PhaseLog(Model):
+    """Head and tail of one phase's output."""
+
+    phase: str
+    head: str = ""
+    tail: str = ""
+    truncated: bool = False
+
+
+class EnvironmentInfo(Model):
+    """How the environment image's dependencies were resolved."""
+
+    resolution: str = ""
+    python: str = ""
+    tools: dict[str, str] = Field(default_factory=dict)
+    packages: dict[str, str] = Field(default_factory=dict)
+
+
+class ImagesInfo(Model):
+    """Images the runs used."""
+
+    base: str = ""
+    environment_image: str = ""
+    environment: EnvironmentInfo = Field(default_factory=EnvironmentInfo)
+
+
+class Resources(Model):
+    """Limits applied to the runs, and peaks where known."""
+
+    limits: Limits = Field(default_factory=Limits)
+    peak_memory_mb: float | None = None
+    peak_pids: int | None = None
+
+
+class Verdict(Model):
+    """The runner's answer for one job: the published, versioned contract."""
+
+    schema_version: str = SCHEMA_VERSION
+    job_id: str
+    status: Status
+    summary: str
+    checks: list[Check] = Field(default_factory=list)
+    tests: TestSummary = Field(default_factory=TestSummary)
+    lint: LintSummary = Field(default_factory=LintSummary)
+    patch: PatchStats = Field(default_factory=PatchStats)
+    repro: list[ReproRun] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict, description="Seconds per phase.")
+    resources: Resources = Field(default_factory=Resources)
+    images: ImagesInfo = Field(default_factory=ImagesInfo)
+    logs: list[PhaseLog] = Field(default_factory=list)
+    runner_version: str = ""
+    host: str | None = Field(
+        default=None,
+        description="The worker host that ran the job (Celery executor); None when run in-process.",
+    )
+
+    @classmethod
+    def error(cls, job_id: str, reason: str, runner_version: str = "") -> Verdict:
+        """An ``error`` verdict: the runner could not decide, for this reason."""
+        return cls(
+            job_id=job_id, status="error", summary=f"error: {reason}", runner_version=runner_version
+        )
+
+
+def verdict_json_schema() -> dict[str, Any]:
+    """The JSON Schema of Verdict, as published in docs/verdict.schema.json."""
+    schema = Verdict.model_json_schema(mode="serialization")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://fixrunner.invalid/verdict/{SCHEMA_VERSION}/schema.json"
+    return schema
+
+
+def verdict_json_schema_text() -> str:
+    """The exact text of docs/verdict.schema.json (regenerate the file from this)."""
+    return json.dumps(verdict_json_schema(), indent=2, sort_keys=True) + "\n"

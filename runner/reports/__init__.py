@@ -1,0 +1,1 @@
+"""Renderers of a verdict: text, json, github, junit, sarif."""

@@ -1,0 +1,1 @@
+"""Running one command in a hardened, network-less container: engine connection, labels, sweeps."""

@@ -1,0 +1,98 @@
+"""The Docker engine connection, its labels, and the sweep of leftover containers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import docker
+import docker.errors
+import docker.models.containers
+import requests.exceptions
+import structlog
+
+from runner.config import EngineSettings
+from runner.errors import EngineUnavailableError
+
+log = structlog.get_logger(__name__)
+
+LABEL_PREFIX = "io.fixrunner"
+LABEL_OWNER = f"{LABEL_PREFIX}.owner"
+LABEL_JOB = f"{LABEL_PREFIX}.job"
+LABEL_PHASE = f"{LABEL_PREFIX}.phase"
+LABEL_DEADLINE = f"{LABEL_PREFIX}.deadline"
+
+# Transient failures talking to the engine: the engine is down or its socket is gone.
+ENGINE_DOWN = (
+    docker.errors.DockerException,
+    requests.exceptions.ConnectionError,
+    ConnectionError,
+    FileNotFoundError,
+)
+
+UNAVAILABLE_HINT = (
+    "the Docker engine does not answer{where}: run `make setup` (it installs and starts one), "
+    "or start dockerd yourself and set DOCKER_HOST"
+)
+
+
+def connect(settings: EngineSettings) -> docker.DockerClient:
+    """A client for the configured engine, the API version negotiated, answering a ping."""
+    where = f" at {settings.docker_host}" if settings.docker_host else ""
+    try:
+        if settings.docker_host:
+            client = docker.DockerClient(
+                base_url=settings.docker_host,
+                version="auto",
+                timeout=settings.start_timeout_s,  # type: ignore[arg-type]  # a float works
+            )
+        else:
+            client = docker.from_env(
+                version="auto",
+                timeout=settings.start_timeout_s,  # type: ignore[arg-type]  # a float works
+            )
+        client.ping()
+    except ENGINE_DOWN as exc:
+        raise EngineUnavailableError(UNAVAILABLE_HINT.format(where=where) + f" ({exc})") from exc
+    return client
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What a garbage-collection pass removed and what it left running."""
+
+    removed: list[str]
+    live: int
+
+
+def owned_containers(
+    client: docker.DockerClient, owner: str
+) -> Iterator[docker.models.containers.Container]:
+    """All containers, running or not, that carry this runner instance's owner label."""
+    yield from client.containers.list(
+        all=True, ignore_removed=True, filters={"label": f"{LABEL_OWNER}={owner}"}
+    )
+
+
+def sweep_expired(client: docker.DockerClient, owner: str, now: float | None = None) -> Sweep:
+    """Remove this owner's containers whose deadline has passed; never another owner's."""
+    now = time.time() if now is None else now
+    removed: list[str] = []
+    live = 0
+    for container in owned_containers(client, owner):
+        try:
+            deadline = float(container.labels.get(LABEL_DEADLINE, "0"))
+        except ValueError:
+            deadline = 0.0
+        if deadline > now:
+            live += 1
+            continue
+        try:
+            container.remove(force=True, v=True)
+            removed.append(container.short_id)
+        except docker.errors.NotFound:
+            continue
+    if removed:
+        log.info("gc.removed", count=len(removed), containers=removed)
+    return Sweep(removed=removed, live=live)

@@ -1,0 +1,1 @@
+"""One verification: the runtime, the job folder, caches, phases and the pipeline."""
