@@ -58,13 +58,15 @@ def render_text(verdict: Verdict, console: Console) -> None:
         rows.append(("repro", f"{run.command}"))
         for side, result in (("before", run.baseline), ("after", run.candidate)):
             exc = result.last_exception
-            shown = f", {exc.type}: {exc.message.splitlines()[0] if exc.message else ''}"
             status = "timed out" if result.timed_out else f"exit {result.exit_code}"
-            rows.append((f"  {side}", status + (shown if exc else "")))
+            if exc is not None:
+                first = exc.message.splitlines()[0] if exc.message else ""
+                status += f", {exc.type}: {first}"
+            rows.append((f"  {side}", status))
     if verdict.timings:
-        shown = {k: v for k, v in verdict.timings.items() if k != "baseline_cached"}
+        phases = {k: v for k, v in verdict.timings.items() if k != "baseline_cached"}
         cached = " (baseline from cache)" if verdict.timings.get("baseline_cached") else ""
-        rows.append(("timings", ", ".join(f"{k} {v:.1f}s" for k, v in shown.items()) + cached))
+        rows.append(("timings", ", ".join(f"{k} {v:.1f}s" for k, v in phases.items()) + cached))
     if rows:
         facts = Table(show_header=False, box=None, pad_edge=False)
         facts.add_column(style="bold")
