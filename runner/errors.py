@@ -66,3 +66,11 @@ class PatchError(CandidateError):
 
 class JobInputError(RunnerError, ValueError):
     """A job names something the runner will not touch (a URL, a revision, a path)."""
+
+
+class MissingApiKeyError(ConfigError):
+    """No API key in [fixer] api_key or ANTHROPIC_API_KEY."""
+
+
+class ModelApiError(InfrastructureError):
+    """The Messages API failed after the SDK's retries."""

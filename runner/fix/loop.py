@@ -11,7 +11,6 @@ The API key is passed to the SDK and nowhere else: results, logs and errors neve
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import threading
 import time
@@ -22,15 +21,26 @@ from typing import Any
 
 import anthropic
 import structlog
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
-from runner.config import FixerSettings, Settings
+from runner.config import Settings
 from runner.core.patch import parse_patch
 from runner.core.suite import parse_junit
-from runner.errors import ConfigError, InfrastructureError, PatchError, RunnerError
+from runner.errors import MissingApiKeyError, ModelApiError, PatchError, RunnerError
+from runner.fix.claude import (
+    SUBMIT_FIX_TOOL,
+    TOOL_NAME,
+    SubmitFix,
+    answer,
+    ask,
+    make_client,
+    redact,
+    reply_blocks,
+    tool_uses,
+)
 from runner.fix.context import estimate_tokens, gather_context, list_files
 from runner.fix.errorreport import ErrorReport, derive_repro
-from runner.fix.prompts import SYSTEM_PROMPT, feedback, first_prompt, pull_request
+from runner.fix.prompts import feedback, first_prompt, pull_request
 from runner.fix.result import Attempt, FixResult
 from runner.models import FixJob, SuiteRun, TestResult, Verdict
 from runner.verify.pipeline import Runtime, verify
@@ -50,73 +60,11 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 Progress = Callable[[str, str], None]
-TOOL_NAME = "submit_fix"
-SUBMIT_FIX_TOOL: dict[str, Any] = {
-    "name": TOOL_NAME,
-    "description": "Submit a minimal fix for the reported error and a regression test, both as "
-    "unified diffs against the repository at the failing commit.",
-    "input_schema": {
-        "type": "object",
-        "properties": {
-            "patch": {"type": "string", "description": "Unified diff of the source fix."},
-            "test_patch": {
-                "type": "string",
-                "description": "Unified diff adding a regression test that fails with the "
-                "reported exception before the fix; may be empty.",
-            },
-            "explanation": {"type": "string", "description": "Root cause and fix, short."},
-        },
-        "required": ["patch", "test_patch", "explanation"],
-    },
-}
 NOT_REPRODUCED = "test does not reproduce the reported error"
-
-
-class MissingApiKeyError(ConfigError):
-    """No API key in [fixer] api_key or ANTHROPIC_API_KEY."""
-
-
-class ModelApiError(InfrastructureError):
-    """The Messages API failed after the SDK's retries."""
-
-
-class SubmitFix(BaseModel):
-    """The input of one submit_fix call (extra keys from the model are ignored)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    patch: str
-    test_patch: str = ""
-    explanation: str = ""
 
 
 def _quiet(phase: str, message: str) -> None:
     return None
-
-
-def _api_key(fixer: FixerSettings, environ: Mapping[str, str]) -> str:
-    key = fixer.api_key.get_secret_value() if fixer.api_key else environ.get("ANTHROPIC_API_KEY")
-    if not key:
-        raise MissingApiKeyError(
-            "no Anthropic API key: set ANTHROPIC_API_KEY "
-            "(or api_key in the fixer section of runner.toml)"
-        )
-    return key
-
-
-def make_client(
-    fixer: FixerSettings, environ: Mapping[str, str] | None = None
-) -> tuple[anthropic.Anthropic, str]:
-    """The SDK client and the key it uses (kept only to redact it); MissingApiKeyError first."""
-    env = os.environ if environ is None else environ
-    key = _api_key(fixer, env)
-    client = anthropic.Anthropic(
-        api_key=key,
-        base_url=fixer.base_url or env.get("ANTHROPIC_BASE_URL") or None,
-        max_retries=fixer.max_retries,
-        timeout=fixer.timeout_s,
-    )
-    return client, key
 
 
 class _Loop:
@@ -150,71 +98,7 @@ class _Loop:
         )
 
     def ask(self, client: anthropic.Anthropic, key: str) -> anthropic.types.Message:
-        try:
-            # The tool and message dicts are the API's JSON shapes, not the SDK's TypedDicts.
-            return client.messages.create(  # type: ignore[call-overload,no-any-return]
-                model=self.fixer.model,
-                max_tokens=self.fixer.max_tokens,
-                system=SYSTEM_PROMPT,
-                messages=self.messages,
-                tools=[SUBMIT_FIX_TOOL],
-                tool_choice={"type": "tool", "name": TOOL_NAME},
-                # A forced tool call cannot follow thinking; models that think by
-                # default (Sonnet 5) must be told not to.
-                thinking={"type": "disabled"},
-            )
-        except anthropic.APIStatusError as exc:
-            message = exc.api_message or exc.message
-            raise ModelApiError(
-                _redact(f"the Messages API answered {exc.status_code}: {message}", key)
-            ) from None
-        except anthropic.APIConnectionError as exc:
-            raise ModelApiError(
-                _redact(f"the Messages API could not be reached: {exc.message}", key)
-            ) from None
-        except anthropic.AnthropicError as exc:
-            raise ModelApiError(_redact(f"the Messages API call failed: {exc}", key)) from None
-
-
-def _redact(text: str, key: str) -> str:
-    return text.replace(key, "[redacted]") if key else text
-
-
-def _blocks(message: anthropic.types.Message) -> list[dict[str, Any]]:
-    """The reply's content as request params, to continue the same conversation."""
-    out: list[dict[str, Any]] = []
-    for block in message.content:
-        if block.type == "text":
-            out.append({"type": "text", "text": block.text})
-        elif block.type == "tool_use":
-            out.append(
-                {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
-            )
-    return out or [{"type": "text", "text": "(empty reply)"}]
-
-
-def _tool_uses(message: anthropic.types.Message) -> list[Any]:
-    return [b for b in message.content if b.type == "tool_use"]
-
-
-def _answer(
-    message: anthropic.types.Message, text: str, ok_id: str | None = None
-) -> dict[str, Any]:
-    """The next user turn: a tool_result for every tool_use of the reply, else plain text."""
-    uses = _tool_uses(message)
-    if not uses:
-        return {"role": "user", "content": [{"type": "text", "text": text}]}
-    primary = ok_id or uses[0].id
-    content = [
-        {
-            "type": "tool_result",
-            "tool_use_id": use.id,
-            "content": text if use.id == primary else f"ignored: only one {TOOL_NAME} call counts",
-            "is_error": True,
-        }
-        for use in uses
-    ]
-    return {"role": "user", "content": content}
+        return ask(client, key, self.fixer, self.messages)
 
 
 def _check_diff(text: str, what: str) -> str | None:
@@ -316,7 +200,7 @@ def run_fix(
         result = _prepare(loop, result, repo, base)
         result = _iterate(loop, result, client, key, max_attempts or fixer.max_attempts)
     except RunnerError as exc:
-        result = result.model_copy(update={"status": "error", "summary": _redact(str(exc), key)})
+        result = result.model_copy(update={"status": "error", "summary": redact(str(exc), key)})
     result = result.model_copy(
         update={
             "attempts": loop.attempts,
@@ -437,7 +321,7 @@ def _attempt(
         output_tokens=usage.output_tokens,
         cost_usd=loop.cost(tokens_in, usage.output_tokens),
     )
-    loop.messages.append({"role": "assistant", "content": _blocks(reply)})
+    loop.messages.append({"role": "assistant", "content": reply_blocks(reply)})
     attempt = _judge(loop, result, reply, attempt)
     attempt.seconds = round(time.monotonic() - started, 3)
     return attempt
@@ -447,13 +331,13 @@ def _judge(
     loop: _Loop, result: FixResult, reply: anthropic.types.Message, attempt: Attempt
 ) -> Attempt:
     """Check the reply, verify the candidate, and queue feedback unless it is verified."""
-    uses = [u for u in _tool_uses(reply) if u.name == TOOL_NAME]
+    uses = [u for u in tool_uses(reply) if u.name == TOOL_NAME]
     verdict: Verdict | None = None
     candidate: dict[str, TestResult] = {}
     if not uses:
         why = f"the reply did not call {TOOL_NAME} (stop_reason {reply.stop_reason})"
         attempt.reasons = [why]
-        loop.messages.append(_answer(reply, f"{why}. Call {TOOL_NAME} with your fix."))
+        loop.messages.append(answer(reply, f"{why}. Call {TOOL_NAME} with your fix."))
         return attempt
     use = uses[0]
     try:
@@ -462,7 +346,7 @@ def _judge(
         cut = " (the reply was cut off at max_tokens)" if reply.stop_reason == "max_tokens" else ""
         invalid = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         attempt.reasons = [f"the {TOOL_NAME} input is invalid{cut}: {invalid}"]
-        loop.messages.append(_answer(reply, feedback(attempt.reasons, None, {}), use.id))
+        loop.messages.append(answer(reply, feedback(attempt.reasons, None, {}), use.id))
         return attempt
     attempt = attempt.model_copy(
         update={"patch": fix.patch, "test_patch": fix.test_patch, "explanation": fix.explanation}
@@ -494,7 +378,7 @@ def _judge(
         attempt.status = "verified"
         return attempt
     attempt.reasons = problems
-    loop.messages.append(_answer(reply, feedback(problems, verdict, candidate), use.id))
+    loop.messages.append(answer(reply, feedback(problems, verdict, candidate), use.id))
     return attempt
 
 
