@@ -15,7 +15,7 @@ $(BIN)/python:
 
 # Reinstall only when the package's declaration changed: a second `make setup` is quick.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[all,dev]'
 	@touch $(STAMP)
 
 engine:

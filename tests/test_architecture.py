@@ -85,3 +85,26 @@ def test_layer_and_purity_contracts_hold() -> None:
         [str(lint_imports)], cwd=REPO_ROOT, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_the_client_imports_none_of_the_runner_extras() -> None:
+    """An ingest service installs the package without extras: runner.client must not need them."""
+    extras = [
+        "docker",
+        "git",
+        "celery",
+        "kombu",
+        "anthropic",
+        "fastapi",
+        "uvicorn",
+        "unidiff",
+        "uv",
+    ]
+    code = (
+        "import sys, runner.client, runner.models, runner.errors\n"
+        f"print(sorted(m for m in {extras!r} if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    )
+    assert done.stdout.strip() == "[]"
