@@ -24,7 +24,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner import __version__
-from runner.service.core import NotAllowed, QueueFull, Service, ServiceRefusal
+from runner.service.admission import NotAllowed, QueueFull, ServiceRefusal
+from runner.service.core import Service
 from runner.service.joblogs import follow_logs
 from runner.service.metrics import CONTENT_TYPE
 from runner.service.models import (

@@ -22,7 +22,7 @@ from runner import __version__
 from runner.config import ServiceSettings
 from runner.service.metrics import ServiceMetrics
 from runner.service.models import CallbackBody, Delivery, FixCallbackBody
-from runner.service.store import JobStore, now
+from runner.service.records import JobStore, now
 
 log = structlog.get_logger(__name__)
 
