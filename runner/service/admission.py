@@ -9,7 +9,8 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 from runner.config import ServiceSettings, Settings
 from runner.errors import JobInputError, RunnerError
@@ -17,6 +18,7 @@ from runner.service.records import Submission
 from runner.workspace.repository import validate_repo_url
 
 _SCP = re.compile(r"^(?:[^@/:]+@)?([^/:]+):(?!//)")
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ssh": 22, "git": 9418}
 
 
 class ServiceRefusal(RunnerError):
@@ -85,24 +87,73 @@ def repo_refusal(url: str, service: ServiceSettings) -> str | None:
         validate_repo_url(url, service.allow_local_repos)
     except JobInputError as exc:
         return str(exc)
-    if "://" in url:
-        parts = urlsplit(url)
-        if parts.scheme.lower() == "file":
-            return None  # validate_repo_url allowed it: allow_local_repos is on
-        host = (parts.hostname or "").lower()
-    elif match := _SCP.match(url):
-        host = match.group(1).lower()
-    else:
+    if "://" in url and urlsplit(url).scheme.lower() == "file":
+        return None  # validate_repo_url allowed it: allow_local_repos is on
+    if "://" not in url and not _SCP.match(url):
         return None  # a local path, allowed by validate_repo_url
+    where = _location(url)
+    if where is None:
+        return "the repository URL has an invalid port"
     for entry in service.repo_allowlist:
-        if "/" not in entry and entry.lower() == host:
-            return None
-        prefix = entry.rstrip("/")
-        if "/" in entry and (url == prefix or url.startswith(prefix + "/")):
+        if "/" not in entry:
+            if entry.lower().rstrip(".") == where.host:
+                return None
+        elif (prefix := _location(entry)) is not None and where.within(prefix):
             return None
     if not service.repo_allowlist:
         return "no remote repository is allowed: [service] repo_allowlist is empty"
-    return f"repository host {host!r} is not in [service] repo_allowlist"
+    return f"repository host {where.host!r} is not in [service] repo_allowlist"
+
+
+@dataclass(frozen=True)
+class _Location:
+    """A repository URL as the allowlist compares it: normalised, path as segments."""
+
+    scheme: str
+    host: str
+    port: int | None  # None: the scheme's default
+    segments: tuple[str, ...]
+
+    def within(self, prefix: _Location) -> bool:
+        head = self.segments[: len(prefix.segments)]
+        return (self.scheme, self.host, self.port, head) == (
+            prefix.scheme,
+            prefix.host,
+            prefix.port,
+            prefix.segments,
+        )
+
+
+def _location(url: str) -> _Location | None:
+    """The URL normalised (case of scheme and host, default port, dot segments, ``//``,
+    percent-escapes, a trailing ``.git``); None when its port is not a number."""
+    if "://" in url:
+        parts = urlsplit(url)
+        scheme, path = parts.scheme.lower(), parts.path
+        try:
+            port = parts.port
+        except ValueError:
+            return None
+        host = parts.hostname or ""
+    elif match := _SCP.match(url):
+        scheme, host, port, path = "ssh", match.group(1), None, url[match.end() :]
+    else:
+        scheme, host, port, path = "", "", None, url
+    if port == _DEFAULT_PORTS.get(scheme):
+        port = None
+    segments: list[str] = []
+    # Decoded first: a server may read %2e%2e as "..", so the comparison must too.
+    for segment in re.split(r"[/\\]", unquote(path)):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    if segments and segments[-1].endswith(".git"):
+        segments[-1] = segments[-1][: -len(".git")]
+    return _Location(scheme, host.lower().rstrip("."), port, tuple(s for s in segments if s))
 
 
 def request_hash(submission: Submission) -> str:

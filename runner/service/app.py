@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner import __version__
 from runner.service.admission import NotAllowed, QueueFull, ServiceRefusal
+from runner.service.auth import BearerFirst
 from runner.service.core import Service
 from runner.service.joblogs import follow_logs
 from runner.service.metrics import CONTENT_TYPE
@@ -134,6 +135,8 @@ def create_app(service: Service | None = None) -> FastAPI:
     _routes(app)
     if service is not None:
         app.add_middleware(BodyLimit, max_bytes=service.settings.service.max_body_bytes)
+        # Outside BodyLimit and the routes: no token, no body read, no 413 nor 422.
+        app.add_middleware(BearerFirst, tokens=service.tokens)
     app.add_middleware(RequestLog)
     return app
 

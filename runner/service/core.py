@@ -40,6 +40,7 @@ from runner.service.admission import (
 )
 from runner.service.auth import TokenBook
 from runner.service.callbacks import CallbackSender
+from runner.service.egress import CallbackRefused, resolve_callback
 from runner.service.jobs import CANCELLED, Executor, ThreadPool, run_fix_job, run_job
 from runner.service.metrics import ServiceMetrics
 from runner.service.models import (
@@ -52,7 +53,7 @@ from runner.service.models import (
     JobView,
     Readiness,
 )
-from runner.service.records import JobRecord, JobStore, Outcome, Submission
+from runner.service.records import JobRecord, JobStore, Outcome, QueueLimitReached, Submission
 from runner.service.store import SqliteStore
 from runner.verify.pipeline import Runtime, new_job_id
 
@@ -246,16 +247,27 @@ class Service:
             raise NotAllowed(reason, "repo")
         if submission.callback_url and not self.tokens.callback_secret(token):
             raise NotAllowed("this token has no callback secret to sign with", "callback_url")
+        if submission.callback_url:
+            try:
+                resolve_callback(submission.callback_url, limits.callback_allowlist)
+            except CallbackRefused as exc:
+                self.metrics.rejected.labels(reason="callback_not_allowed").inc()
+                raise NotAllowed(str(exc), "callback_url") from exc
         digest = request_hash(submission)
         if idem_key is not None and (existing := self.store.find(token, idem_key)) is not None:
             if existing.request_hash != digest or type(existing.submission) is not type(submission):
                 raise Conflict("this Idempotency-Key was used for a different job")
             return existing, False
-        queued = self.store.counts().get("queued", 0)
-        if queued >= limits.queue_limit:
+        try:
+            record, created = self.store.add(
+                new_id(), token, idem_key, digest, submission, limits.queue_limit
+            )
+        except QueueLimitReached as full:
             self.metrics.rejected.labels(reason="queue_full").inc()
-            raise QueueFull(f"the queue is full ({queued} jobs)", self._retry_after(queued))
-        record, created = self.store.add(new_id(), token, idem_key, digest, submission)
+            queued = full.queued
+            raise QueueFull(
+                f"the queue is full ({queued} jobs)", self._retry_after(queued)
+            ) from None
         if created:
             self.metrics.submitted.inc()
             self.executor.notify()

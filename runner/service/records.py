@@ -108,6 +108,14 @@ def fix_error(fix_id: str, submission: FixSubmission, reason: str) -> FixResult:
     return submission.error_result(fix_id, reason)
 
 
+class QueueLimitReached(Exception):
+    """The store refused an insert: ``queued`` jobs wait already (the limit or more)."""
+
+    def __init__(self, queued: int) -> None:
+        super().__init__(f"{queued} jobs queued")
+        self.queued = queued
+
+
 @dataclass(frozen=True)
 class Recovery:
     """What start-up recovery did with jobs a crash interrupted."""
@@ -120,9 +128,19 @@ class JobStore(Protocol):
     """Where jobs live between submission and verdict (SQLite here; a server DB later)."""
 
     def add(
-        self, job_id: str, token: str, idem_key: str | None, request_hash: str, sub: Submission
+        self,
+        job_id: str,
+        token: str,
+        idem_key: str | None,
+        request_hash: str,
+        sub: Submission,
+        queue_limit: int | None = None,
     ) -> tuple[JobRecord, bool]:
-        """Insert a queued job, or return the one with the same token and key (created=False)."""
+        """Insert a queued job, or return the one with the same token and key (created=False).
+
+        Raise :class:`QueueLimitReached` when ``queue_limit`` jobs are queued already;
+        the count and the insert are one transaction.
+        """
         ...
 
     def find(self, token: str, idem_key: str) -> JobRecord | None: ...

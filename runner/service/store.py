@@ -29,6 +29,7 @@ from runner.service.records import (
     MAX_CRASHES,
     JobRecord,
     Outcome,
+    QueueLimitReached,
     Recovery,
     ResultFor,
     Submission,
@@ -90,32 +91,65 @@ class SqliteStore:
     # ------------------------------------------------------------------ jobs
 
     def add(
-        self, job_id: str, token: str, idem_key: str | None, request_hash: str, sub: Submission
+        self,
+        job_id: str,
+        token: str,
+        idem_key: str | None,
+        request_hash: str,
+        sub: Submission,
+        queue_limit: int | None = None,
     ) -> tuple[JobRecord, bool]:
-        """Insert a queued job, or return the one with the same token and key (created=False)."""
+        """Insert a queued job, or return the one with the same token and key (created=False).
+
+        With ``queue_limit``, the count of queued jobs and the insert share one write
+        transaction, so concurrent submissions never push the queue past the limit.
+        """
         with self._lock:
-            if idem_key is not None:
-                row = self._db.execute(
-                    "SELECT * FROM jobs WHERE token = ? AND idem_key = ?", (token, idem_key)
-                ).fetchone()
-                if row is not None:
-                    return _record(row), False
-            self._db.execute(
-                "INSERT INTO jobs (id, token, idem_key, request_hash, submission, status, "
-                "created_at, callback_state, kind) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-                (
-                    job_id,
-                    token,
-                    idem_key,
-                    request_hash,
-                    sub.model_dump_json(),
-                    now().isoformat(),
-                    "pending" if sub.callback_url else "none",
-                    "fix" if isinstance(sub, FixSubmission) else "verify",
-                ),
-            )
-            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            return _record(row), True
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                record, created = self._add(job_id, token, idem_key, request_hash, sub, queue_limit)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return record, created
+
+    def _add(
+        self,
+        job_id: str,
+        token: str,
+        idem_key: str | None,
+        request_hash: str,
+        sub: Submission,
+        queue_limit: int | None,
+    ) -> tuple[JobRecord, bool]:
+        if idem_key is not None:
+            row = self._db.execute(
+                "SELECT * FROM jobs WHERE token = ? AND idem_key = ?", (token, idem_key)
+            ).fetchone()
+            if row is not None:
+                return _record(row), False
+        if queue_limit is not None:
+            queued = self._db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
+            count = int(queued.fetchone()[0])
+            if count >= queue_limit:
+                raise QueueLimitReached(count)
+        self._db.execute(
+            "INSERT INTO jobs (id, token, idem_key, request_hash, submission, status, "
+            "created_at, callback_state, kind) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+            (
+                job_id,
+                token,
+                idem_key,
+                request_hash,
+                sub.model_dump_json(),
+                now().isoformat(),
+                "pending" if sub.callback_url else "none",
+                "fix" if isinstance(sub, FixSubmission) else "verify",
+            ),
+        )
+        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _record(row), True
 
     def find(self, token: str, idem_key: str) -> JobRecord | None:
         """The job this token submitted under this idempotency key, or None."""
