@@ -21,7 +21,7 @@ import structlog
 from runner import __version__
 from runner.config import Settings, service_settings
 from runner.environments.images import find_base_image
-from runner.errors import ConfigError
+from runner.errors import ConfigError, WorkspaceError
 from runner.fix.result import FixResult
 from runner.models import Verdict
 from runner.sandbox.engine import LABEL_JOB, owned_containers, sweep_expired
@@ -56,6 +56,7 @@ from runner.service.models import (
 from runner.service.records import JobRecord, JobStore, Outcome, QueueLimitReached, Submission
 from runner.service.store import SqliteStore
 from runner.verify.pipeline import Runtime, new_job_id
+from runner.workspace.repository import remove_tree
 
 log = structlog.get_logger(__name__)
 
@@ -152,6 +153,7 @@ class Service:
             if recovery.requeued or recovery.failed:
                 log.warning("service.recovered", requeued=recovery.requeued, failed=recovery.failed)
             self._remove_orphans()
+            self._remove_trees([*recovery.requeued, *recovery.failed])
         self.executor.start()
         for job_id in self.store.pending_callbacks():
             self.callbacks.deliver(job_id)
@@ -191,6 +193,18 @@ class Service:
             log.warning("service.orphans_not_removed", error=str(exc))
         if removed:
             log.info("service.orphans_removed", containers=removed)
+
+    def _remove_trees(self, job_ids: builtins.list[str]) -> None:
+        # A crash skips the pipeline's own cleanup: the checkouts of every job it
+        # interrupted go now, whether the job is retried or ended (a requeued job
+        # checks out afresh; a second crash ends it for good).
+        for job_id in job_ids:
+            folders = [self.jobs_dir / job_id, *self.jobs_dir.glob(f"{job_id}-a*")]
+            for folder in folders:
+                try:
+                    remove_tree(folder / "trees")
+                except (OSError, WorkspaceError) as exc:
+                    log.warning("service.trees_not_removed", job_id=job_id, error=str(exc))
 
     # ------------------------------------------------------------------ jobs
 
