@@ -145,6 +145,11 @@ class ServiceSettings(Model):
     tokens: list[ServiceToken] = Field(
         default_factory=list, description="Tokens configured here, besides the tokens file."
     )
+    callback_allowlist: list[str] = Field(
+        default_factory=list,
+        description="Hosts or addresses/networks (127.0.0.1, 10.0.0.0/8) a callback may reach "
+        "although not public; by default only public addresses are.",
+    )
     callback_attempts: int = Field(default=5, ge=1, description="Delivery attempts per callback.")
     callback_backoff_s: float = Field(
         default=1.0, gt=0, description="First retry delay; doubles each attempt."

@@ -192,6 +192,8 @@ def make_server(folder: Path, state_dir: Path, instance: str, **service: Any) ->
         "port": port,
         "allow_local_repos": True,
         "repo_allowlist": ["github.com"],
+        # The receivers listen on loopback, which a callback may reach only when named.
+        "callback_allowlist": ["127.0.0.1"],
         "store_path": str(folder / "service.db"),
         "tokens_file": str(folder / "tokens.json"),
         "callback_backoff_s": 0.2,
@@ -246,13 +248,14 @@ class Receiver:
     """A callback receiver on loopback: answers 500 ``fail_first`` times, then 200."""
 
     fail_first: int = 0
+    host: str = "127.0.0.1"  # any of 127/8: a test may use one its server does not allowlist
     requests: list[tuple[dict[str, str], bytes, int]] = field(default_factory=list)
     server: http.server.ThreadingHTTPServer | None = None
 
     @property
     def url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        return f"http://{self.host}:{self.server.server_address[1]}/hook"
 
     def __enter__(self) -> Receiver:
         receiver = self
@@ -269,7 +272,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer((self.host, 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

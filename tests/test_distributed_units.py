@@ -8,12 +8,14 @@ import pytest
 
 from runner.config import Settings, load_settings
 from runner.distributed.broker import WorkerEvent, host_queue, make_celery
-from runner.distributed.executor import CeleryExecutor, Dispatch
+from runner.distributed.dispatch import Dispatch
+from runner.distributed.executor import CeleryExecutor
 from runner.errors import ConfigError
 from runner.models import ImagesInfo, Verdict
 from runner.service.metrics import ServiceMetrics
 from runner.service.models import JobSubmission
-from runner.service.store import JobRecord, SqliteStore
+from runner.service.records import JobRecord
+from runner.service.store import SqliteStore
 
 
 def _settings(tmp_path: Path, **celery: object) -> Settings:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -20,8 +23,10 @@ from service_support import (
 )
 
 from runner.client import OverloadedError
+from runner.environments.builds import LABEL_TARGET
 from runner.environments.images import BaseImage
 from runner.models import FixJob
+from runner.sandbox.engine import LABEL_PHASE
 from runner.service.store import SqliteStore
 
 pytestmark = pytest.mark.docker
@@ -150,3 +155,60 @@ def test_sigterm_requeues_an_unfinished_job_and_exits_0(
     record = store.get(ref.id)
     store.close()
     assert record is not None and (record.status, record.crashes) == ("queued", 0)
+
+
+def _build_container(docker_client: docker.DockerClient, server: Server, job_id: str) -> Any:
+    found = [
+        c
+        for c in job_containers(docker_client, server.instance, job_id)
+        if c.labels.get(LABEL_PHASE) == "env-build"
+    ]
+    return found[0] if found else None
+
+
+def test_two_kill_9s_remove_the_build_container_and_the_trees_and_end_the_job(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, base_image: BaseImage,
+    docker_client: docker.DockerClient,
+) -> None:  # fmt: skip
+    # An extra pin no other test uses: this job's environment image is built, not reused.
+    repo = make_calc_repo(tmp_path / "repo", slow_seconds=ENDLESS)
+    with (repo / "requirements-test.txt").open("a", encoding="utf-8") as handle:
+        handle.write("six==1.17.0\n")
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qam", "six"],
+        cwd=repo, check=True, timeout=30,
+    )  # fmt: skip
+    state = shared_state(tmp_path_factory.getbasetemp())
+    server = make_server(tmp_path / "svc", state, "svc-crash2", concurrency=1)
+    target = None
+    server.start()
+    try:
+        with server.client() as client:
+            ref = client.submit(FixJob(repo=str(repo), patch=GOOD))
+            trees = state / "jobs" / ref.id / "trees"
+            build = wait_for(
+                lambda: _build_container(docker_client, server, ref.id), 300, "the env build"
+            )
+            target = build.labels[LABEL_TARGET]
+            assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+            assert trees.is_dir(), "the crash left the checkouts"
+            server.start()  # recovery: requeued, the first build's container removed
+            with pytest.raises(docker.errors.NotFound):
+                docker_client.containers.get(build.id)
+            wait_for(
+                lambda: job_containers(docker_client, server.instance, ref.id), 300, "attempt 2"
+            )
+            assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+            server.start()  # a second crash: the job ends, nothing of it stays
+            view = client.get(ref.id)
+        assert (view.status, view.crashes) == ("done", 2)
+        assert view.verdict is not None and view.verdict.status == "error"
+        assert "stopped unexpectedly 2 times" in view.verdict.summary
+        assert not job_containers(docker_client, server.instance, ref.id)
+        assert not trees.exists()
+    finally:
+        if server.proc is not None:
+            assert server.stop() == 0
+        if target is not None:
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                docker_client.images.remove(target, force=True)

@@ -21,6 +21,7 @@ from runner.config import (
 )
 from runner.distributed.executor import celery_executor
 from runner.errors import UsageError
+from runner.service.admission import FixesNotSupported, fixer_key_configured, repo_refusal
 from runner.service.app import openapi_text
 from runner.service.auth import (
     TokenBook,
@@ -30,16 +31,10 @@ from runner.service.auth import (
     revoke_token,
 )
 from runner.service.callbacks import backoff, sign
-from runner.service.core import (
-    FixesNotSupported,
-    Service,
-    error_verdict,
-    fixer_key_configured,
-    repo_refusal,
-    service_settings,
-)
+from runner.service.core import Service, error_verdict, service_settings
 from runner.service.models import Delivery, FixSubmission, JobSubmission
-from runner.service.store import _SCHEMA, SqliteStore, now
+from runner.service.records import now
+from runner.service.store import _SCHEMA, SqliteStore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

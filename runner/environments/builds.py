@@ -180,8 +180,12 @@ def ensure_env_image(
     settings: Settings,
     repo_key: str,
     commit_date: datetime | None,
+    job_id: str | None = None,
 ) -> EnvImage:
-    """Return the environment image for a checkout, building it only when its tag is missing."""
+    """Return the environment image for a checkout, building it only when its tag is missing.
+
+    ``job_id`` labels the build container, so a restart after a crash finds its owner.
+    """
     started = time.monotonic()
     env = describe_environment(checkout, settings, repo_key, commit_date, python=base.python)
     resolved_s = round(time.monotonic() - started, 2)
@@ -205,7 +209,9 @@ def ensure_env_image(
         wheels_started = time.monotonic()
         wheels = ensure_wheels(env.pins, settings.paths.root, base.python)
         seconds = {"resolve": resolved_s, "wheels": round(time.monotonic() - wheels_started, 2)}
-        image = _Build(client, base, checkout, settings, env, wheels.path, tag, digest).run()
+        image = _Build(
+            client, base, checkout, settings, env, wheels.path, tag, digest, job_id
+        ).run()
         image.seconds = {**seconds, **image.seconds}
         return image
 
@@ -223,8 +229,10 @@ class _Build:
         wheels: Path,
         tag: str,
         digest: str,
+        job_id: str | None = None,
     ) -> None:
         self.client, self.base, self.checkout, self.settings = client, base, checkout, settings
+        self.job_id = job_id or "env-build"
         self.env, self.wheels, self.tag, self.digest = env, wheels, tag, digest
         self.installer = settings.tools.installer
         self.log: list[str] = []
@@ -282,7 +290,7 @@ class _Build:
                 name=f"fixrunner-envbuild-{self.digest[:12]}-{secrets.token_hex(3)}",
                 labels={
                     LABEL_OWNER: self.settings.engine.instance,
-                    LABEL_JOB: "env-build",
+                    LABEL_JOB: self.job_id,
                     LABEL_PHASE: "env-build",
                     LABEL_TARGET: self.tag,
                     LABEL_DEADLINE: f"{time.time() + BUILD_TIMEOUT_S + 60:.0f}",

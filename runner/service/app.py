@@ -24,7 +24,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner import __version__
-from runner.service.core import NotAllowed, QueueFull, Service, ServiceRefusal
+from runner.service.admission import NotAllowed, QueueFull, ServiceRefusal
+from runner.service.auth import BearerFirst
+from runner.service.core import Service
 from runner.service.joblogs import follow_logs
 from runner.service.metrics import CONTENT_TYPE
 from runner.service.models import (
@@ -44,7 +46,10 @@ from runner.service.models import (
 log = structlog.get_logger(__name__)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "Missing, unknown or revoked token."},
+    401: {
+        "model": ErrorBody,
+        "description": "Missing, unknown or revoked token (checked before the body is read).",
+    },
     404: {"model": ErrorBody, "description": "No such job for this token."},
 }
 _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -52,7 +57,11 @@ _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
     200: {"model": JobRef, "description": "Existing job with this Idempotency-Key."},
     409: {"model": ErrorBody, "description": "Idempotency-Key reused for a different job."},
     413: {"model": ErrorBody, "description": "Body or patch too large."},
-    422: {"model": ErrorBody, "description": "Invalid fields or repository not allowed."},
+    422: {
+        "model": ErrorBody,
+        "description": "Invalid fields, repository not allowed, or a callback_url that "
+        "resolves to a non-public address not in callback_allowlist.",
+    },
     429: {"model": ErrorBody, "description": "Queue full; see Retry-After."},
     503: {"model": ErrorBody, "description": "Shutting down."},
 }
@@ -62,7 +71,8 @@ _FIX_SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "Body or traceback too large."},
     422: {
         "model": ErrorBody,
-        "description": "Invalid fields, repository not allowed, max_attempts over the limit.",
+        "description": "Invalid fields, repository or callback_url not allowed, "
+        "max_attempts over the limit.",
     },
     501: {
         "model": ErrorBody,
@@ -133,6 +143,8 @@ def create_app(service: Service | None = None) -> FastAPI:
     _routes(app)
     if service is not None:
         app.add_middleware(BodyLimit, max_bytes=service.settings.service.max_body_bytes)
+        # Outside BodyLimit and the routes: no token, no body read, no 413 nor 422.
+        app.add_middleware(BearerFirst, tokens=service.tokens)
     app.add_middleware(RequestLog)
     return app
 

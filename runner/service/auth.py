@@ -3,19 +3,23 @@
 Tokens come from ``[[service.tokens]]`` in runner.toml and from the tokens file that
 `runner token create` writes (JSON, mode 0600, re-read when it changes, so a revoke
 takes effect without a restart). A token is printed once and never stored.
+:class:`BearerFirst` checks the token before anything reads the request body.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import secrets
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio.to_thread
 from pydantic import Field, ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runner.config import ServiceToken, Settings
 from runner.errors import ConfigError, UsageError
@@ -167,3 +171,42 @@ def token_summary(settings: Settings) -> list[dict[str, str]]:
         state = f"revoked {record.revoked_at:%Y-%m-%d %H:%M}" if record.revoked_at else "live"
         rows.append({"name": record.name, "source": "tokens file", "state": state})
     return rows
+
+
+# Everything under these needs a token; the health checks and OpenAPI stay open.
+_GUARDED = ("/v1/", "/metrics")
+
+
+class BearerFirst:
+    """401 before the body is read: a request without a valid token is never parsed."""
+
+    def __init__(self, app: ASGIApp, tokens: TokenBook) -> None:
+        self.app = app
+        self.tokens = tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or not path.startswith(_GUARDED):
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope.get("headers", [])).get(b"authorization", b"").decode("latin-1")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            await _unauthorized(send, "missing bearer token")
+            return
+        name = await anyio.to_thread.run_sync(self.tokens.authenticate, presented.strip())
+        if name is None:
+            await _unauthorized(send, "unknown or revoked token")
+            return
+        await self.app(scope, receive, send)
+
+
+async def _unauthorized(send: Send, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"www-authenticate", b"Bearer"),
+    ]
+    await send({"type": "http.response.start", "status": 401, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -6,6 +6,10 @@ and retried the same way.
 The body is signed with HMAC-SHA256 under the submitting token's callback secret
 (header ``X-Runner-Signature: sha256=<hex>``). Every attempt is stored with the job;
 a delivery still pending when the service stops resumes at the next start.
+
+Each delivery resolves and checks the URL again (:mod:`runner.service.egress`) and
+connects to a checked address. A failed attempt is recorded as one generic message,
+so the delivery log never tells a closed port from a filtered one.
 """
 
 from __future__ import annotations
@@ -20,13 +24,16 @@ import structlog
 
 from runner import __version__
 from runner.config import ServiceSettings
+from runner.service.egress import CallbackRefused, CallbackTarget, resolve_callback
 from runner.service.metrics import ServiceMetrics
 from runner.service.models import CallbackBody, Delivery, FixCallbackBody
-from runner.service.store import JobStore, now
+from runner.service.records import JobStore, now
 
 log = structlog.get_logger(__name__)
 
 SIGNATURE_HEADER = "X-Runner-Signature"
+# The one message of an attempt that got no HTTP answer, whatever the cause.
+DELIVERY_FAILED = "delivery failed: no HTTP response from the callback URL"
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -108,7 +115,10 @@ class CallbackSender:
             headers[SIGNATURE_HEADER] = sign(payload, secret)
         done = len(self._store.deliveries(job_id))
         limit = self._settings.callback_attempts
-        with httpx.Client(timeout=self._settings.callback_timeout_s) as client:
+        # No proxies from the environment: the connection must go to the checked address.
+        with httpx.Client(
+            timeout=self._settings.callback_timeout_s, trust_env=False, follow_redirects=False
+        ) as client:
             for attempt in range(done + 1, limit + 1):
                 delivery = self._attempt(client, url, payload, headers, attempt)
                 self._store.add_delivery(job_id, delivery)
@@ -144,11 +154,14 @@ class CallbackSender:
     ) -> Delivery:
         at = now()
         try:
-            response = client.post(
-                url, content=payload, headers={**headers, "X-Runner-Delivery": str(attempt)}
-            )
-        except httpx.HTTPError as exc:
-            return Delivery(attempt=attempt, at=at, ok=False, error=f"{type(exc).__name__}: {exc}")
+            target = resolve_callback(url, self._settings.callback_allowlist)
+        except CallbackRefused as exc:
+            return Delivery(attempt=attempt, at=at, ok=False, error=f"delivery refused: {exc}")
+        response = _post_pinned(
+            client, target, payload, {**headers, "X-Runner-Delivery": str(attempt)}
+        )
+        if response is None:
+            return Delivery(attempt=attempt, at=at, ok=False, error=DELIVERY_FAILED)
         ok = 200 <= response.status_code < 300
         return Delivery(
             attempt=attempt,
@@ -157,3 +170,22 @@ class CallbackSender:
             status_code=response.status_code,
             error=None if ok else f"HTTP {response.status_code}",
         )
+
+
+def _post_pinned(
+    client: httpx.Client, target: CallbackTarget, payload: bytes, headers: dict[str, str]
+) -> httpx.Response | None:
+    """POST to the first checked address that answers; None when none does."""
+    for address in target.addresses:
+        try:
+            return client.post(
+                target.pinned_url(address),
+                content=payload,
+                headers={**headers, "Host": target.host_header},
+                # TLS: the certificate is checked against the name, not the address.
+                extensions={"sni_hostname": target.host},
+            )
+        except httpx.HTTPError as exc:
+            # Only the operator's log tells why; the job's delivery record stays generic.
+            log.info("callback.unreachable", address=str(address), error=type(exc).__name__)
+    return None

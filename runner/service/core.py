@@ -6,30 +6,41 @@ HTTP-free (app.py maps its errors to status codes), so it can be driven directly
 from __future__ import annotations
 
 import builtins
-import hashlib
 import math
-import os
 import re
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import docker.errors
 import requests.exceptions
 import structlog
 
 from runner import __version__
-from runner.config import ServiceSettings, Settings, service_settings
+from runner.config import Settings, service_settings
 from runner.environments.images import find_base_image
-from runner.errors import ConfigError, JobInputError, RunnerError
+from runner.errors import ConfigError, WorkspaceError
 from runner.fix.result import FixResult
 from runner.models import Verdict
 from runner.sandbox.engine import LABEL_JOB, owned_containers, sweep_expired
+from runner.service.admission import (
+    Conflict,
+    FixerNotConfigured,
+    FixesNotSupported,
+    NotAccepting,
+    NotAllowed,
+    NotFound,
+    QueueFull,
+    TooLarge,
+    fixer_key_configured,
+    repo_refusal,
+    request_hash,
+)
 from runner.service.auth import TokenBook
 from runner.service.callbacks import CallbackSender
+from runner.service.egress import CallbackRefused, resolve_callback
 from runner.service.jobs import CANCELLED, Executor, ThreadPool, run_fix_job, run_job
 from runner.service.metrics import ServiceMetrics
 from runner.service.models import (
@@ -42,111 +53,20 @@ from runner.service.models import (
     JobView,
     Readiness,
 )
-from runner.service.store import JobRecord, JobStore, Outcome, SqliteStore, Submission
+from runner.service.records import JobRecord, JobStore, Outcome, QueueLimitReached, Submission
+from runner.service.store import SqliteStore
 from runner.verify.pipeline import Runtime, new_job_id
-from runner.workspace.repository import validate_repo_url
+from runner.workspace.repository import remove_tree
 
 log = structlog.get_logger(__name__)
 
-_SCP = re.compile(r"^(?:[^@/:]+@)?([^/:]+):(?!//)")
 _ATTEMPT = re.compile(r"^(fix-.+)-a\d+$")  # a fix attempt's verify job id
-
-
-class ServiceRefusal(RunnerError):
-    """A request the service will not take; ``status`` is its HTTP status."""
-
-    status = 400
-    code: str | None = None  # sent as X-Runner-Refusal, for clients to tell refusals apart
-
-    def __init__(self, message: str, field_name: str | None = None) -> None:
-        super().__init__(message)
-        self.field_name = field_name
-
-
-class NotFound(ServiceRefusal):
-    status = 404
-
-
-class Conflict(ServiceRefusal):
-    status = 409
-
-
-class TooLarge(ServiceRefusal):
-    status = 413
-
-
-class NotAllowed(ServiceRefusal):
-    status = 422
-
-
-class QueueFull(ServiceRefusal):
-    status = 429
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class NotAccepting(ServiceRefusal):
-    status = 503
-
-
-class FixerNotConfigured(ServiceRefusal):
-    """503: no Anthropic API key in the service's settings or environment."""
-
-    status = 503
-    code = "fixer_not_configured"
-
-
-class FixesNotSupported(ServiceRefusal):
-    """501: fix jobs run on the local executor only."""
-
-    status = 501
-    code = "fixes_not_supported"
-
-
-def fixer_key_configured(settings: Settings, environ: Mapping[str, str] | None = None) -> bool:
-    """True when the fix loop has an API key: [fixer] api_key or ANTHROPIC_API_KEY."""
-    env = os.environ if environ is None else environ
-    key = settings.fixer.api_key
-    return bool(key.get_secret_value() if key else env.get("ANTHROPIC_API_KEY"))
 
 
 def store_path(settings: Settings) -> Path:
     """The job store: [service] store_path, or <state_dir>/service.db."""
     configured = settings.service.store_path
     return configured.expanduser() if configured else settings.paths.root / "service.db"
-
-
-def repo_refusal(url: str, service: ServiceSettings) -> str | None:
-    """Why the service refuses this repository URL, or None when it may be used."""
-    try:
-        validate_repo_url(url, service.allow_local_repos)
-    except JobInputError as exc:
-        return str(exc)
-    if "://" in url:
-        parts = urlsplit(url)
-        if parts.scheme.lower() == "file":
-            return None  # validate_repo_url allowed it: allow_local_repos is on
-        host = (parts.hostname or "").lower()
-    elif match := _SCP.match(url):
-        host = match.group(1).lower()
-    else:
-        return None  # a local path, allowed by validate_repo_url
-    for entry in service.repo_allowlist:
-        if "/" not in entry and entry.lower() == host:
-            return None
-        prefix = entry.rstrip("/")
-        if "/" in entry and (url == prefix or url.startswith(prefix + "/")):
-            return None
-    if not service.repo_allowlist:
-        return "no remote repository is allowed: [service] repo_allowlist is empty"
-    return f"repository host {host!r} is not in [service] repo_allowlist"
-
-
-def request_hash(submission: Submission) -> str:
-    """A digest of the submission, to tell a retried request from a different one."""
-    return hashlib.sha256(submission.model_dump_json().encode()).hexdigest()
 
 
 def error_verdict(job_id: str, reason: str) -> Verdict:
@@ -233,6 +153,7 @@ class Service:
             if recovery.requeued or recovery.failed:
                 log.warning("service.recovered", requeued=recovery.requeued, failed=recovery.failed)
             self._remove_orphans()
+            self._remove_trees([*recovery.requeued, *recovery.failed])
         self.executor.start()
         for job_id in self.store.pending_callbacks():
             self.callbacks.deliver(job_id)
@@ -272,6 +193,18 @@ class Service:
             log.warning("service.orphans_not_removed", error=str(exc))
         if removed:
             log.info("service.orphans_removed", containers=removed)
+
+    def _remove_trees(self, job_ids: builtins.list[str]) -> None:
+        # A crash skips the pipeline's own cleanup: the checkouts of every job it
+        # interrupted go now, whether the job is retried or ended (a requeued job
+        # checks out afresh; a second crash ends it for good).
+        for job_id in job_ids:
+            folders = [self.jobs_dir / job_id, *self.jobs_dir.glob(f"{job_id}-a*")]
+            for folder in folders:
+                try:
+                    remove_tree(folder / "trees")
+                except (OSError, WorkspaceError) as exc:
+                    log.warning("service.trees_not_removed", job_id=job_id, error=str(exc))
 
     # ------------------------------------------------------------------ jobs
 
@@ -328,16 +261,27 @@ class Service:
             raise NotAllowed(reason, "repo")
         if submission.callback_url and not self.tokens.callback_secret(token):
             raise NotAllowed("this token has no callback secret to sign with", "callback_url")
+        if submission.callback_url:
+            try:
+                resolve_callback(submission.callback_url, limits.callback_allowlist)
+            except CallbackRefused as exc:
+                self.metrics.rejected.labels(reason="callback_not_allowed").inc()
+                raise NotAllowed(str(exc), "callback_url") from exc
         digest = request_hash(submission)
         if idem_key is not None and (existing := self.store.find(token, idem_key)) is not None:
             if existing.request_hash != digest or type(existing.submission) is not type(submission):
                 raise Conflict("this Idempotency-Key was used for a different job")
             return existing, False
-        queued = self.store.counts().get("queued", 0)
-        if queued >= limits.queue_limit:
+        try:
+            record, created = self.store.add(
+                new_id(), token, idem_key, digest, submission, limits.queue_limit
+            )
+        except QueueLimitReached as full:
             self.metrics.rejected.labels(reason="queue_full").inc()
-            raise QueueFull(f"the queue is full ({queued} jobs)", self._retry_after(queued))
-        record, created = self.store.add(new_id(), token, idem_key, digest, submission)
+            queued = full.queued
+            raise QueueFull(
+                f"the queue is full ({queued} jobs)", self._retry_after(queued)
+            ) from None
         if created:
             self.metrics.submitted.inc()
             self.executor.notify()

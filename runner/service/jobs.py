@@ -25,7 +25,7 @@ from runner.common.logs import bind_job, unbind_job
 from runner.fix.result import FixResult
 from runner.models import FixJob, Verdict
 from runner.service.models import FixSubmission
-from runner.service.store import JobRecord, JobStore, Outcome
+from runner.service.records import JobRecord, JobStore, Outcome
 from runner.verify.pipeline import Progress, Runtime, verify
 from runner.workspace.repository import remove_tree
 

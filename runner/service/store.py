@@ -12,11 +12,8 @@ from __future__ import annotations
 import builtins
 import sqlite3
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Protocol
 
 from runner.fix.result import FixResult
 from runner.models import Verdict
@@ -24,14 +21,22 @@ from runner.service.models import (
     CallbackState,
     Delivery,
     FixSubmission,
-    FixView,
     JobKind,
     JobStatus,
     JobSubmission,
-    JobView,
 )
-
-MAX_CRASHES = 2
+from runner.service.records import (
+    MAX_CRASHES,
+    JobRecord,
+    Outcome,
+    QueueLimitReached,
+    Recovery,
+    ResultFor,
+    Submission,
+    VerdictFor,
+    fix_error,
+    now,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -65,134 +70,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
 """
 
 
-Submission = JobSubmission | FixSubmission
-Outcome = Verdict | FixResult
-ResultFor = Callable[[str, FixSubmission, str], FixResult]
-
-
-def now() -> datetime:
-    """The current time in UTC."""
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """One row of the store."""
-
-    id: str
-    token: str
-    idem_key: str | None
-    request_hash: str
-    submission: Submission
-    status: JobStatus
-    attempts: int
-    crashes: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    verdict: Verdict | None
-    callback_state: CallbackState
-    kind: JobKind = "verify"
-    result: FixResult | None = None  # a fix job's outcome (verdict stays None)
-
-    @property
-    def outcome(self) -> Outcome | None:
-        """The verdict of a verify job, the FixResult of a fix job."""
-        return self.result if self.kind == "fix" else self.verdict
-
-    def view(self, deliveries: list[Delivery]) -> JobView:
-        """The public view of a verify job."""
-        assert isinstance(self.submission, JobSubmission)
-        return JobView(
-            id=self.id,
-            status=self.status,
-            created_at=self.created_at,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            attempts=self.attempts,
-            crashes=self.crashes,
-            repo=self.submission.repo,
-            base=self.submission.base,
-            policy=self.submission.policy,
-            callback_url=self.submission.callback_url,
-            callback_state=self.callback_state,
-            deliveries=deliveries,
-            verdict=self.verdict,
-        )
-
-    def fix_view(self, deliveries: list[Delivery]) -> FixView:
-        """The public view of a fix job."""
-        assert isinstance(self.submission, FixSubmission)
-        return FixView(
-            id=self.id,
-            status=self.status,
-            created_at=self.created_at,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            attempts=self.attempts,
-            crashes=self.crashes,
-            repo=self.submission.repo,
-            base=self.submission.base,
-            error=self.submission.error.summary.splitlines()[0],
-            max_attempts=self.submission.max_attempts,
-            callback_url=self.submission.callback_url,
-            callback_state=self.callback_state,
-            deliveries=deliveries,
-            result=self.result,
-        )
-
-
-def _fix_error(fix_id: str, submission: FixSubmission, reason: str) -> FixResult:
-    return submission.error_result(fix_id, reason)
-
-
-@dataclass(frozen=True)
-class Recovery:
-    """What start-up recovery did with jobs a crash interrupted."""
-
-    requeued: list[str]
-    failed: list[str]
-
-
-class JobStore(Protocol):
-    """Where jobs live between submission and verdict (SQLite here; a server DB later)."""
-
-    def add(
-        self, job_id: str, token: str, idem_key: str | None, request_hash: str, sub: Submission
-    ) -> tuple[JobRecord, bool]:
-        """Insert a queued job, or return the one with the same token and key (created=False)."""
-        ...
-
-    def find(self, token: str, idem_key: str) -> JobRecord | None: ...
-    def get(self, job_id: str) -> JobRecord | None: ...
-    def list(
-        self, token: str | None, status: JobStatus | None, limit: int, kind: JobKind = "verify"
-    ) -> list[JobRecord]: ...
-    def counts(self) -> dict[str, int]: ...
-    def claim_next(self) -> JobRecord | None:
-        """Oldest queued job → running (FIFO), or None."""
-        ...
-
-    def start(self, job_id: str) -> JobRecord | None:
-        """A job claimed elsewhere (a Celery worker) → running; None if it already finished."""
-        ...
-
-    def finish(self, job_id: str, status: JobStatus, verdict: Outcome) -> JobRecord | None: ...
-    def requeue(self, job_id: str) -> None: ...
-    def cancel_queued(self, job_id: str, verdict: Outcome) -> bool: ...
-    def recover(self, verdict_for: _VerdictFor, result_for: ResultFor = ...) -> Recovery: ...
-    def add_delivery(self, job_id: str, delivery: Delivery) -> None: ...
-    def deliveries(self, job_id: str) -> builtins.list[Delivery]: ...
-    def set_callback_state(self, job_id: str, state: CallbackState) -> None: ...
-    def pending_callbacks(self) -> builtins.list[str]: ...
-    def check_writable(self) -> None: ...
-    def close(self) -> None: ...
-
-
-class _VerdictFor(Protocol):
-    def __call__(self, job_id: str, reason: str) -> Verdict: ...
-
-
 class SqliteStore:
     """JobStore on one SQLite file in WAL mode; one connection guarded by a lock."""
 
@@ -214,32 +91,65 @@ class SqliteStore:
     # ------------------------------------------------------------------ jobs
 
     def add(
-        self, job_id: str, token: str, idem_key: str | None, request_hash: str, sub: Submission
+        self,
+        job_id: str,
+        token: str,
+        idem_key: str | None,
+        request_hash: str,
+        sub: Submission,
+        queue_limit: int | None = None,
     ) -> tuple[JobRecord, bool]:
-        """Insert a queued job, or return the one with the same token and key (created=False)."""
+        """Insert a queued job, or return the one with the same token and key (created=False).
+
+        With ``queue_limit``, the count of queued jobs and the insert share one write
+        transaction, so concurrent submissions never push the queue past the limit.
+        """
         with self._lock:
-            if idem_key is not None:
-                row = self._db.execute(
-                    "SELECT * FROM jobs WHERE token = ? AND idem_key = ?", (token, idem_key)
-                ).fetchone()
-                if row is not None:
-                    return _record(row), False
-            self._db.execute(
-                "INSERT INTO jobs (id, token, idem_key, request_hash, submission, status, "
-                "created_at, callback_state, kind) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-                (
-                    job_id,
-                    token,
-                    idem_key,
-                    request_hash,
-                    sub.model_dump_json(),
-                    now().isoformat(),
-                    "pending" if sub.callback_url else "none",
-                    "fix" if isinstance(sub, FixSubmission) else "verify",
-                ),
-            )
-            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            return _record(row), True
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                record, created = self._add(job_id, token, idem_key, request_hash, sub, queue_limit)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return record, created
+
+    def _add(
+        self,
+        job_id: str,
+        token: str,
+        idem_key: str | None,
+        request_hash: str,
+        sub: Submission,
+        queue_limit: int | None,
+    ) -> tuple[JobRecord, bool]:
+        if idem_key is not None:
+            row = self._db.execute(
+                "SELECT * FROM jobs WHERE token = ? AND idem_key = ?", (token, idem_key)
+            ).fetchone()
+            if row is not None:
+                return _record(row), False
+        if queue_limit is not None:
+            queued = self._db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
+            count = int(queued.fetchone()[0])
+            if count >= queue_limit:
+                raise QueueLimitReached(count)
+        self._db.execute(
+            "INSERT INTO jobs (id, token, idem_key, request_hash, submission, status, "
+            "created_at, callback_state, kind) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+            (
+                job_id,
+                token,
+                idem_key,
+                request_hash,
+                sub.model_dump_json(),
+                now().isoformat(),
+                "pending" if sub.callback_url else "none",
+                "fix" if isinstance(sub, FixSubmission) else "verify",
+            ),
+        )
+        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _record(row), True
 
     def find(self, token: str, idem_key: str) -> JobRecord | None:
         """The job this token submitted under this idempotency key, or None."""
@@ -347,7 +257,7 @@ class SqliteStore:
             )
         return cursor.rowcount == 1
 
-    def recover(self, verdict_for: _VerdictFor, result_for: ResultFor = _fix_error) -> Recovery:
+    def recover(self, verdict_for: VerdictFor, result_for: ResultFor = fix_error) -> Recovery:
         """Requeue jobs a crash left running; a job's second crash makes it done (error)."""
         requeued: list[str] = []
         failed: list[str] = []

@@ -354,6 +354,7 @@ def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event 
                 runtime.settings,
                 repo_key=state.job.repo,
                 commit_date=commit_date(baseline_dir),
+                job_id=state.job_id,
             )
             state.env.write_environment_json(state.folder)
         waited = time.monotonic()
