@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from runner.core.patch import DEFAULT_TEST_GLOBS, glob_match, weakening_findings
+from runner.core.paths import DEFAULT_TEST_GLOBS, glob_match
+from runner.core.weakening import weakening_findings
 from runner.errors import ConfigError
 from runner.models import Check, Evidence, Limits, Model, ReproResult, Status, SuiteRun
 
