@@ -299,6 +299,37 @@ def test_default_either_fails_when_both_fail() -> None:
     assert "reproduced (" in summary and "reproduced_by_command (" in summary
 
 
+def test_default_repro_command_decides_over_a_flipped_test() -> None:
+    # the tests flip, but the production error's own command still fails: not a fix
+    ev = evidence(repro=[repro_run(cand_exit=1)])
+    result = judge(ev, policy())
+    assert result.status == "rejected"
+    assert "reproduced_by_command (" in result.summary and "still fails" in result.summary
+
+
+def test_default_missing_repro_command_is_rejected_even_when_tests_flip() -> None:
+    missing = repro_run().model_copy(
+        update={"problem": "names scripts/nope.py, which is not in the repository"}
+    )
+    result = judge(evidence(repro=[missing]), policy())
+    assert result.status == "rejected" and "scripts/nope.py" in result.summary
+
+
+def test_verified_summary_reports_each_side_of_the_command() -> None:
+    summary = judge(evidence(repro=[repro_run()]), policy()).summary
+    assert "'python scripts/seed_db.py' fixed: baseline exited 1, raised RuntimeError" in summary
+    assert "candidate exited 0" in summary
+
+
+def test_lenient_never_calls_a_failing_command_fixed() -> None:
+    result = judge(evidence(repro=[repro_run(cand_exit=1)]), policy("lenient"))
+    assert result.status == "verified"
+    assert (
+        "not fixed: baseline exited 1" in result.summary and "candidate exited 1" in result.summary
+    )
+    assert "now exits 0" not in result.summary
+
+
 def test_strict_needs_both_when_both_given() -> None:
     ev = evidence(after=suite(test_bug="failed", test_ok="passed"), repro=[repro_run()])
     assert judge(ev, policy("strict")).status == "rejected"

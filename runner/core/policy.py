@@ -15,7 +15,16 @@ from pydantic import Field, ValidationError, field_validator
 from runner.core.paths import DEFAULT_TEST_GLOBS, glob_match
 from runner.core.weakening import weakening_findings
 from runner.errors import ConfigError
-from runner.models import Check, Evidence, Limits, Model, ReproResult, Status, SuiteRun
+from runner.models import (
+    Check,
+    Evidence,
+    Limits,
+    Model,
+    ReproResult,
+    ReproRun,
+    Status,
+    SuiteRun,
+)
 
 __all__ = [
     "CHECK_NAMES",
@@ -103,8 +112,9 @@ class Policy(Model):
     )
     evidence: Literal["either", "both", "none"] = Field(
         default="either",
-        description="Reproduction: 'either' of reproduced / reproduced_by_command suffices; "
-        "'both' needs both when repro commands are given; 'none' needs neither.",
+        description="Reproduction: 'either' needs reproduced_by_command when repro commands "
+        "are given (the command decides) and reproduced otherwise; 'both' needs both when "
+        "repro commands are given; 'none' needs neither.",
     )
 
     @field_validator("required_checks")
@@ -201,10 +211,22 @@ def _verified_summary(evidence: Evidence) -> str:
     ran = len(evidence.candidate.tests) if evidence.candidate else 0
     summary = f"verified: {len(fixed)} test(s) fixed, no regressions in {ran} test(s)"
     for run in evidence.repro:
-        exc = run.baseline.last_exception
-        was = f" (was {exc.type})" if exc else ""
-        summary += f"; {run.command!r} now exits 0{was}"
+        # say what each side did; "fixed" only when the command ran and exits 0 after
+        fixed_by = run.problem is None and _command_fixed(run)
+        verb = "fixed" if fixed_by else "not fixed"
+        summary += f"; {run.command!r} {verb}: {_sides(run)}"
     return summary
+
+
+def _command_fixed(run: ReproRun) -> bool:
+    cand = run.candidate
+    return not cand.timed_out and cand.exit_code == 0 and not run.error_in_candidate_output
+
+
+def _sides(run: ReproRun) -> str:
+    if run.problem:
+        return run.problem
+    return f"baseline {_describe(run.baseline)}, candidate {_describe(run.candidate)}"
 
 
 def _checks(evidence: Evidence, policy: Policy) -> list[Check]:
@@ -239,13 +261,14 @@ def _not_applied(evidence: Evidence, policy: Policy) -> list[Check]:
 def _mark_required(checks: list[Check], policy: Policy, *, has_repro: bool) -> list[Check]:
     by_name = {c.name: c for c in checks}
     required = set(policy.required_checks)
-    if policy.evidence == "both" or (policy.evidence == "either" and not has_repro):
+    if policy.evidence == "both":
         required.update(_REPRO_CHECKS)
     elif policy.evidence == "either":
-        # either kind of reproduction suffices: both are required only when both fail
-        repro = [by_name[n] for n in _REPRO_CHECKS if n in by_name]
-        if not any(c.passed for c in repro):
-            required.update(_REPRO_CHECKS)
+        # A repro command, when given, decides: it is the production error itself, so a
+        # test that flips cannot stand in for a command that still fails.
+        required.add("reproduced_by_command" if has_repro else "reproduced")
+        if has_repro and not by_name["reproduced_by_command"].passed:
+            required.add("reproduced")
     return [c.model_copy(update={"required": c.name in required}) for c in checks]
 
 
@@ -322,10 +345,11 @@ def _reproduced_by_command(evidence: Evidence) -> Check:
             problems.append(f"{run.command!r}: exits 0 but the error still appears in its output")
     if problems:
         return Check(name="reproduced_by_command", passed=False, detail="; ".join(problems))
+    sides = "; ".join(f"{run.command!r}: {_sides(run)}" for run in evidence.repro)
     return Check(
         name="reproduced_by_command",
         passed=True,
-        detail=f"{len(evidence.repro)} command(s) failed before and succeed after",
+        detail=f"{len(evidence.repro)} command(s) failed before and succeed after ({sides})",
     )
 
 
