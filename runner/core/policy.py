@@ -12,7 +12,10 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 
+from runner.core.errormatch import repo_relative
 from runner.core.paths import DEFAULT_TEST_GLOBS, glob_match
+from runner.core.suppression import suppressions
+from runner.core.tracebacks import iter_exceptions, parse_last_exception
 from runner.core.weakening import weakening_findings
 from runner.errors import ConfigError
 from runner.models import (
@@ -46,6 +49,7 @@ CHECK_NAMES = (
     "lint",
     "scope",
     "tests_not_weakened",
+    "error_not_suppressed",
 )
 _REPRO_CHECKS = ("reproduced", "reproduced_by_command")
 Phase = Literal["test", "lint", "repro"]
@@ -108,7 +112,14 @@ class Policy(Model):
     test_globs: list[str] = Field(default_factory=lambda: list(DEFAULT_TEST_GLOBS))
     forbidden_paths: list[str] = Field(default_factory=list)
     required_checks: list[str] = Field(
-        default_factory=lambda: ["applies", "no_regressions", "lint", "scope", "tests_not_weakened"]
+        default_factory=lambda: [
+            "applies",
+            "no_regressions",
+            "lint",
+            "scope",
+            "tests_not_weakened",
+            "error_not_suppressed",
+        ]
     )
     evidence: Literal["either", "both", "none"] = Field(
         default="either",
@@ -241,6 +252,7 @@ def _checks(evidence: Evidence, policy: Policy) -> list[Check]:
         _lint(evidence),
         _scope(evidence, policy),
         _tests_not_weakened(evidence, policy),
+        _error_not_suppressed(evidence),
     ]
     return _mark_required(checks, policy, has_repro=bool(evidence.repro))
 
@@ -423,3 +435,52 @@ def _tests_not_weakened(evidence: Evidence, policy: Policy) -> Check:
     if findings:
         return Check(name="tests_not_weakened", passed=False, detail="; ".join(findings))
     return Check(name="tests_not_weakened", passed=True, detail="tests and harness untouched")
+
+
+def _error_not_suppressed(evidence: Evidence) -> Check:
+    types, frames = _reported_error(evidence)
+    if not types:
+        return Check(
+            name="error_not_suppressed", passed=True, detail="no reported error to look for"
+        )
+    found = suppressions(evidence.sources, types, frames)
+    shown = ", ".join(types)
+    if found:
+        where = "; ".join(s.describe() for s in found[:5])
+        return Check(
+            name="error_not_suppressed",
+            passed=False,
+            detail=f"the candidate hides {shown} instead of fixing it: {where}",
+        )
+    return Check(
+        name="error_not_suppressed",
+        passed=True,
+        detail=f"no handler hides {shown} in {len(evidence.sources)} changed source file(s)",
+    )
+
+
+def _reported_error(evidence: Evidence) -> tuple[list[str], set[tuple[str, str]]]:
+    """The reported exception types, and the (path, function) frames of its traceback.
+
+    From --expect-error and the repro commands' baseline runs; without them, from the
+    exception types of the baseline's fail-to-pass failures.
+    """
+    types: list[str] = []
+    expected = [evidence.expect_error, *(run.expect_error for run in evidence.repro)]
+    types += [e.partition(":")[0].strip() for e in expected if e]
+    files = {s.path for s in evidence.sources}
+    frames: set[tuple[str, str]] = set()
+    for run in evidence.repro:
+        if run.problem is None and run.baseline.last_exception is not None:
+            types.append(run.baseline.last_exception.type)
+        info = parse_last_exception(f"{run.baseline.output_head}\n{run.baseline.output_tail}")
+        for exc in iter_exceptions(info) if info else ():
+            for frame in exc.frames:
+                if (path := repo_relative(frame.path, files)) is not None:
+                    frames.add((path, frame.function))
+    if not types and evidence.baseline and evidence.comparison:
+        for test_id in evidence.comparison.fail_to_pass:
+            result = evidence.baseline.tests.get(test_id)
+            if result is not None and result.exception_type:
+                types.append(result.exception_type)
+    return sorted({t.rsplit(".", 1)[-1] for t in types if t}), frames

@@ -23,6 +23,7 @@ from runner.models.patch import (
     FileChange,
     FileStatus,
     ParsedPatch,
+    SourceChange,
 )
 from runner.models.results import (
     Comparison,
@@ -100,6 +101,7 @@ __all__ = [
     "RunCounts",
     "RunResult",
     "RunSpec",
+    "SourceChange",
     "Status",
     "SuiteRun",
     "SyntaxLocation",

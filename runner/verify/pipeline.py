@@ -31,7 +31,7 @@ from runner import __version__
 from runner.common.files import read_regular
 from runner.common.logs import bind_job, unbind_job
 from runner.config import Settings
-from runner.core.patch import parse_patch, patch_stats, split_test_part
+from runner.core.patch import is_test_path, parse_patch, patch_stats, split_test_part
 from runner.core.policy import Policy, judge, load_policy
 from runner.core.repro import (
     check_expected,
@@ -77,6 +77,7 @@ from runner.models import (
     Resources,
     RunResult,
     RunSpec,
+    SourceChange,
     SuiteRun,
     Verdict,
 )
@@ -116,6 +117,7 @@ PYTEST_ARGS = [
 # Early re-runs of the candidate (beside its main run) get their own results folder, so a
 # later re-run of the same tree never reads their files.
 EARLY_PHASE = "candidate-rerun-early"
+SOURCE_READ_BYTES = 1_000_000
 EARLY_RERUN_MAX = 20
 _SUITE_RUNS = TypeAdapter(list[SuiteRun])
 _T = TypeVar("_T")
@@ -335,7 +337,9 @@ def _intake(state: Job) -> tuple[ParsedPatch, ParsedPatch | None, str, str]:
 
 def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event | None) -> None:
     parsed, test_parsed, test_part, whole = _intake(state)
-    state.evidence = state.evidence.model_copy(update={"fail_to_pass_ids": state.job.fail_to_pass})
+    state.evidence = state.evidence.model_copy(
+        update={"fail_to_pass_ids": state.job.fail_to_pass, "expect_error": state.job.expect_error}
+    )
     with state.phase("checkout", "fetching the repository"):
         url = validate_repo_url(state.job.repo, runtime.settings.security.allow_local_repos)
         mirror, commit = runtime.mirrors.resolve(url, state.job.base)
@@ -361,7 +365,10 @@ def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event 
         state.timings["checkout"] += round(time.monotonic() - waited, 3)
     with state.phase("apply", "applying the patches"):
         applied = _apply(state, baseline_dir, candidate_dir, parsed, test_parsed, test_part, whole)
-        state.evidence = state.evidence.model_copy(update={"applied_with": applied})
+        sources = _source_changes(state, baseline_dir, candidate_dir, parsed)
+        state.evidence = state.evidence.model_copy(
+            update={"applied_with": applied, "sources": sources}
+        )
         baseline_tree = tree_id(baseline_dir)
     _runs(state, runtime, baseline_dir, candidate_dir, baseline_tree, parsed, cancel)
 
@@ -385,6 +392,32 @@ def _apply(
         apply_patch(baseline_dir, test_part, allow_3way, "candidate's test part")
     check_paths_against_tree(candidate_dir, sorted(parsed.paths()))
     return apply_patch(candidate_dir, whole, allow_3way, "candidate patch")
+
+
+def _source_changes(
+    state: Job, baseline_dir: Path, candidate_dir: Path, parsed: ParsedPatch
+) -> list[SourceChange]:
+    """Changed non-test Python files on both trees, read before anything runs in them."""
+    out = []
+    for change in parsed.files:
+        if not change.path.endswith(".py") or is_test_path(change.path, state.policy.test_globs):
+            continue
+        old = change.old_path or change.path
+        before = None if change.status == "added" else _read_source(baseline_dir, old)
+        after = None if change.status == "deleted" else _read_source(candidate_dir, change.path)
+        out.append(SourceChange(path=change.path, before=before, after=after))
+    return out
+
+
+def _read_source(tree: Path, relative: str) -> str | None:
+    # capped and never through a link: the tree is the repository's, not ours
+    path = tree / relative
+    if not path.resolve().is_relative_to(tree.resolve()):
+        return None
+    data = read_regular(path, SOURCE_READ_BYTES)
+    if data is None or len(data) > SOURCE_READ_BYTES:
+        return None
+    return data.decode("utf-8", "replace")
 
 
 def _runs(
