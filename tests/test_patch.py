@@ -337,17 +337,15 @@ def test_renaming_a_test_file_is_weakening() -> None:
         "@pytest.mark.xfail",
         "    pytest.skip('no')",
         "@unittest.skip('no')",
-        "import os  # noqa",
     ],
 )
-def test_adding_skip_markers_or_noqa_is_weakening(line: str) -> None:
-    assert (
-        "adds skip/xfail/noqa" in findings_for(diff_text(added=[line], path="tests/test_f.py"))[0]
-    )
+def test_adding_skip_markers_is_weakening(line: str) -> None:
+    assert "adds skip/xfail" in findings_for(diff_text(added=[line], path="tests/test_f.py"))[0]
 
 
-def test_noqa_in_source_is_weakening_too() -> None:
-    assert findings_for(diff_text(added=["import os  # noqa: F401"], path="app/m.py"))
+def test_noqa_is_lint_evidence_not_weakening() -> None:
+    # comments that silence flake8 are judged by the lint check, by the codes they hide
+    assert not findings_for(diff_text(added=["import os  # NOQA: F401"], path="app/m.py"))
 
 
 def test_touching_the_job_test_patch_files_is_weakening() -> None:

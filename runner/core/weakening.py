@@ -24,7 +24,7 @@ _TRIVIAL_ASSERT = re.compile(
 _SKIP_MARKERS = re.compile(
     r"pytest\.mark\.(?:skip|skipif|xfail)\b|pytest\.(?:skip|xfail|importorskip)\s*\("
     r"|unittest\.(?:skip|skipIf|skipUnless|expectedFailure)\b"
-    r"|@(?:skip|skipIf|skipUnless|expectedFailure)\b|\bSkipTest\b|#\s*noqa\b"
+    r"|@(?:skip|skipIf|skipUnless|expectedFailure)\b|\bSkipTest\b"
 )
 _PYTEST_INTERNALS = re.compile(r"^\s*(?:from|import)\s+(?:_pytest|pytest)\b|\b_pytest\.")
 _PLUGIN_HOOKS = re.compile(r"\bpytest11\b|\bpytest_plugins\b|^\s*def\s+pytest_\w+\s*\(")
@@ -85,7 +85,7 @@ def _markers(change: FileChange) -> list[str]:
     hits = [line.strip() for line in change.added_text if _SKIP_MARKERS.search(line)]
     if not hits:
         return []
-    return [f"{change.path}: adds skip/xfail/noqa ({len(hits)}: {hits[0][:60]!r})"]
+    return [f"{change.path}: adds skip/xfail ({len(hits)}: {hits[0][:60]!r})"]
 
 
 def _test_file(change: FileChange) -> list[str]:

@@ -31,6 +31,7 @@ from runner import __version__
 from runner.common.files import read_regular
 from runner.common.logs import bind_job, unbind_job
 from runner.config import Settings
+from runner.core.lint import noqa_findings
 from runner.core.patch import is_test_path, parse_patch, patch_stats, split_test_part
 from runner.core.policy import Policy, judge, load_policy
 from runner.core.repro import (
@@ -767,6 +768,9 @@ def _lint(
         parts.append(f"cd /base && flake8 {shlex.join(options + old_files)}")
     parts.append("echo '::fixrunner-candidate::'")
     parts.append(f"cd /cand && flake8 {shlex.join(options + files)}")
+    # Again without noqa: what only this run reports is what noqa comments hide.
+    parts.append("echo '::fixrunner-unsuppressed::'")
+    parts.append(f"flake8 --disable-noqa {shlex.join(options + files)}")
     spec = RunSpec(
         image=state.env.id if state.env else "",
         command=["sh", "-c", " ; ".join(parts)],
@@ -786,9 +790,13 @@ def _lint(
         before_text = cached
     elif key and marker and result.exit_code == 0 and not result.output_truncated:
         _store_text(runtime, f"{key}.lint.txt", before_text)
+    after_text, _, unsuppressed_text = after_text.partition("::fixrunner-unsuppressed::")
     before = parse_flake8(before_text, lint_policy.blocking_select)
     after = parse_flake8(after_text, lint_policy.blocking_select)
-    return lint_diff(before, after, parsed, lint_policy.blocking_select)
+    summary = lint_diff(before, after, parsed, lint_policy.blocking_select)
+    unsuppressed = parse_flake8(unsuppressed_text, lint_policy.blocking_select)
+    hiding = noqa_findings(parsed, after, unsuppressed, lint_policy.blocking_select)
+    return summary.model_copy(update={"new": summary.new + hiding})
 
 
 def _has_flake8_config(tree: Path) -> bool:
