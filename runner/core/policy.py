@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 
 from runner.core.errormatch import repo_relative
-from runner.core.paths import DEFAULT_TEST_GLOBS, glob_match
+from runner.core.paths import DEFAULT_TEST_GLOBS, glob_match, is_test_path
 from runner.core.suppression import suppressions
 from runner.core.tracebacks import iter_exceptions, parse_last_exception
 from runner.core.weakening import weakening_findings
@@ -252,7 +252,7 @@ def _checks(evidence: Evidence, policy: Policy) -> list[Check]:
         _lint(evidence),
         _scope(evidence, policy),
         _tests_not_weakened(evidence, policy),
-        _error_not_suppressed(evidence),
+        _error_not_suppressed(evidence, policy),
     ]
     return _mark_required(checks, policy, has_repro=bool(evidence.repro))
 
@@ -431,19 +431,23 @@ def _scope(evidence: Evidence, policy: Policy) -> Check:
 def _tests_not_weakened(evidence: Evidence, policy: Policy) -> Check:
     if evidence.patch is None:
         return Check(name="tests_not_weakened", passed=False, detail="no parsed patch")
-    findings = weakening_findings(evidence.patch, evidence.test_patch, policy.test_globs)
+    findings = weakening_findings(
+        evidence.patch, evidence.test_patch, policy.test_globs, evidence.sources
+    )
     if findings:
         return Check(name="tests_not_weakened", passed=False, detail="; ".join(findings))
     return Check(name="tests_not_weakened", passed=True, detail="tests and harness untouched")
 
 
-def _error_not_suppressed(evidence: Evidence) -> Check:
+def _error_not_suppressed(evidence: Evidence, policy: Policy) -> Check:
     types, frames = _reported_error(evidence)
     if not types:
         return Check(
             name="error_not_suppressed", passed=True, detail="no reported error to look for"
         )
-    found = suppressions(evidence.sources, types, frames)
+    # tests catch errors on purpose (pytest.raises, cleanup): only source code counts
+    sources = [s for s in evidence.sources if not is_test_path(s.path, policy.test_globs)]
+    found = suppressions(sources, types, frames)
     shown = ", ".join(types)
     if found:
         where = "; ".join(s.describe() for s in found[:5])
@@ -455,7 +459,7 @@ def _error_not_suppressed(evidence: Evidence) -> Check:
     return Check(
         name="error_not_suppressed",
         passed=True,
-        detail=f"no handler hides {shown} in {len(evidence.sources)} changed source file(s)",
+        detail=f"no handler hides {shown} in {len(sources)} changed source file(s)",
     )
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from runner.core.asserts import assert_findings
 from runner.core.paths import DEFAULT_TEST_GLOBS, glob_match, is_test_path
-from runner.models import FileChange, ParsedPatch
+from runner.models import FileChange, ParsedPatch, SourceChange
 
 __all__ = ["weakening_findings"]
 
@@ -40,6 +41,7 @@ def weakening_findings(
     patch: ParsedPatch,
     test_patch: ParsedPatch | None = None,
     test_globs: Iterable[str] = DEFAULT_TEST_GLOBS,
+    sources: Iterable[SourceChange] = (),
 ) -> list[str]:
     """Ways the candidate weakens the tests or their harness; empty when it does not.
 
@@ -49,6 +51,13 @@ def weakening_findings(
     """
     globs = tuple(test_globs)
     protected = test_patch.paths() if test_patch else set()
+    texts = {s.path: s for s in sources if s.before is not None and s.after is not None}
+    source_added = [
+        line
+        for f in patch.files
+        if not any(is_test_path(p, globs) for p in (f.path, f.old_path or f.path))
+        for line in f.added_text
+    ]
     findings: list[str] = []
     for change in patch.files:
         paths = {change.path, *([change.old_path] if change.old_path else [])}
@@ -57,7 +66,7 @@ def weakening_findings(
         findings += _harness(change)
         findings += _markers(change)
         if any(is_test_path(p, globs) for p in paths):
-            findings += _test_file(change)
+            findings += _test_file(change, texts.get(change.path), source_added)
         elif change.path.endswith(".py") and any(
             _PYTEST_INTERNALS.search(line) for line in change.added_text
         ):
@@ -88,7 +97,9 @@ def _markers(change: FileChange) -> list[str]:
     return [f"{change.path}: adds skip/xfail ({len(hits)}: {hits[0][:60]!r})"]
 
 
-def _test_file(change: FileChange) -> list[str]:
+def _test_file(
+    change: FileChange, texts: SourceChange | None, source_added: list[str]
+) -> list[str]:
     if change.status == "deleted":
         return [f"deletes test file {change.path}"]
     if change.status == "renamed":
@@ -99,6 +110,9 @@ def _test_file(change: FileChange) -> list[str]:
         after = {m.group(1) for line in change.added_text if (m := pattern.match(line))}
         if gone := sorted(before - after):
             out.append(f"removes or renames {kind} {', '.join(gone)} in {change.path}")
+    if texts is not None and texts.before is not None and texts.after is not None:
+        # both texts at hand: compare the asserts of each kept test as syntax trees
+        return out + assert_findings(change.path, texts.before, texts.after, source_added)
     removed = sum(1 for line in change.removed_text if _ASSERTION.search(line))
     added = _replacing_asserts(change)
     if removed > added:

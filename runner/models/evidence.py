@@ -30,5 +30,5 @@ class Evidence(Model):
     expect_error: str | None = Field(default=None, description="--expect-error, when given.")
     sources: list[SourceChange] = Field(
         default_factory=list,
-        description="Changed non-test Python files, before and after (capped reads).",
+        description="Changed Python files, before and after (capped reads).",
     )

@@ -32,7 +32,7 @@ from runner.common.files import read_regular
 from runner.common.logs import bind_job, unbind_job
 from runner.config import Settings
 from runner.core.lint import noqa_findings
-from runner.core.patch import is_test_path, parse_patch, patch_stats, split_test_part
+from runner.core.patch import parse_patch, patch_stats, split_test_part
 from runner.core.policy import Policy, judge, load_policy
 from runner.core.repro import (
     check_expected,
@@ -365,8 +365,10 @@ def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event 
         candidate_dir = candidate_future.result()
         state.timings["checkout"] += round(time.monotonic() - waited, 3)
     with state.phase("apply", "applying the patches"):
+        # the base's text, before the candidate's test part lands in the baseline tree
+        befores = _read_befores(baseline_dir, parsed)
         applied = _apply(state, baseline_dir, candidate_dir, parsed, test_parsed, test_part, whole)
-        sources = _source_changes(state, baseline_dir, candidate_dir, parsed)
+        sources = _source_changes(befores, candidate_dir, parsed)
         state.evidence = state.evidence.model_copy(
             update={"applied_with": applied, "sources": sources}
         )
@@ -395,18 +397,27 @@ def _apply(
     return apply_patch(candidate_dir, whole, allow_3way, "candidate patch")
 
 
+def _read_befores(baseline_dir: Path, parsed: ParsedPatch) -> dict[str, str | None]:
+    """The base's text of each changed Python file, by its path in the candidate."""
+    return {
+        change.path: None
+        if change.status == "added"
+        else _read_source(baseline_dir, change.old_path or change.path)
+        for change in parsed.files
+        if change.path.endswith(".py")
+    }
+
+
 def _source_changes(
-    state: Job, baseline_dir: Path, candidate_dir: Path, parsed: ParsedPatch
+    befores: dict[str, str | None], candidate_dir: Path, parsed: ParsedPatch
 ) -> list[SourceChange]:
-    """Changed non-test Python files on both trees, read before anything runs in them."""
+    """Changed Python files before and after, read before anything runs in the trees."""
     out = []
     for change in parsed.files:
-        if not change.path.endswith(".py") or is_test_path(change.path, state.policy.test_globs):
+        if change.path not in befores:
             continue
-        old = change.old_path or change.path
-        before = None if change.status == "added" else _read_source(baseline_dir, old)
         after = None if change.status == "deleted" else _read_source(candidate_dir, change.path)
-        out.append(SourceChange(path=change.path, before=before, after=after))
+        out.append(SourceChange(path=change.path, before=befores[change.path], after=after))
     return out
 
 
