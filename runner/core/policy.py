@@ -350,9 +350,9 @@ def _reproduced_by_command(evidence: Evidence) -> Check:
                 f"{run.expect_error!r}, baseline {did}"
             )
         elif cand.timed_out:
-            problems.append(f"{run.command!r}: timed out on the candidate")
+            problems.append(f"{run.command!r}: timed out on the candidate ({_sides(run)})")
         elif cand.exit_code != 0:
-            problems.append(f"{run.command!r}: still fails on the candidate ({_describe(cand)})")
+            problems.append(f"{run.command!r}: still fails on the candidate ({_sides(run)})")
         elif run.error_in_candidate_output:
             problems.append(f"{run.command!r}: exits 0 but the error still appears in its output")
     if problems:
