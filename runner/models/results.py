@@ -97,9 +97,15 @@ class LintFinding(Model):
     path: str
     line: int
     col: int
-    code: str
+    code: str = Field(
+        description="flake8's code, or NOQA (schema 1.2): a noqa comment the candidate added; "
+        "the message names the codes it hides."
+    )
     message: str
-    blocking: bool = Field(default=False, description="Matches the policy's blocking codes.")
+    blocking: bool = Field(
+        default=False,
+        description="Matches the policy's blocking codes (NOQA: hides one that does).",
+    )
 
 
 class LintSummary(Model):
