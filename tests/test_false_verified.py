@@ -81,6 +81,8 @@ sys.exit(main())
 """
 
 TESTS = """\
+import pytest
+
 from app.context import app_context
 from app.seed import seed
 
@@ -88,6 +90,11 @@ from app.seed import seed
 def test_seed_in_a_context():
     with app_context("x"):
         assert seed() == "x"
+
+
+def test_seed_outside_a_context_raises():
+    with pytest.raises(RuntimeError):
+        seed()
 """
 
 PROJECT = {
@@ -236,3 +243,21 @@ def test_assert_weakened_by_a_disjunction_is_rejected(run: Verify, project: Proj
     verdict = run(project.diff({**RIGHT_FIX, "tests/test_seed.py": weakened}), **REPRO)
     rejected_by(verdict, "tests_not_weakened")
     assert "adds a disjunction" in checks(verdict)["tests_not_weakened"].detail
+
+
+# --------------------------------------------------------------------------- item 4
+
+
+def test_regression_only_in_its_module_is_not_flaky(run: Verify, project: Project) -> None:
+    # The candidate stops popping the context: test_seed_in_a_context leaves an app
+    # behind, so test_seed_outside_a_context_raises, right after it, fails. Alone it
+    # passes, which once filed it as flaky; re-run in its module it fails again.
+    sticky = CONTEXT.replace(
+        "    try:\n        yield _current[-1]\n    finally:\n        _current.pop()\n",
+        "    yield _current[-1]\n",
+    )
+    verdict = run(project.diff({"app/cli.py": FIXED_CLI, "app/context.py": sticky}), **REPRO)
+    rejected_by(verdict, "no_regressions")
+    assert checks(verdict)["reproduced_by_command"].passed
+    broken = "tests/test_seed.py::test_seed_outside_a_context_raises"
+    assert verdict.tests.pass_to_fail == [broken] and verdict.tests.flaky == []

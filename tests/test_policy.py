@@ -8,7 +8,7 @@ import pytest
 
 from runner.core.patch import parse_patch
 from runner.core.policy import Policy, error_matches, judge, load_policy
-from runner.core.suite import compare, grade
+from runner.core.suite import apply_reruns, compare, grade
 from runner.errors import ConfigError
 from runner.models import (
     Evidence,
@@ -359,6 +359,21 @@ def test_error_matches(expect: str, exc_type: str, message: str, matches: bool) 
 def test_no_regressions_fails_on_pass_to_fail() -> None:
     ev = evidence(after=suite(test_bug="passed", test_ok="failed"))
     assert check(ev, "no_regressions") == (False, "1 passing test(s) broke: test_ok")
+
+
+def test_no_regressions_names_an_order_dependent_regression() -> None:
+    before, after = (
+        suite(test_bug="failed", test_ok="passed"),
+        suite(test_bug="passed", test_ok="failed"),
+    )
+    comparison = apply_reruns(
+        compare(before, after), [before] * 2, [suite(test_bug="passed", test_ok="passed")] * 2
+    )
+    passed, detail = check(
+        evidence(before=before, after=after, comparison=comparison), "no_regressions"
+    )
+    assert not passed and "test_ok failed in the suite and passed when re-run" in detail
+    assert "order-dependent" in detail
 
 
 def test_no_regressions_fails_on_new_collection_error() -> None:

@@ -21,6 +21,7 @@ from runner.core.suite import (
     lint_diff,
     parse_flake8,
     parse_junit,
+    rerun_selection,
     test_summary,
 )
 from runner.models import JUnitReport, LintFinding, Outcome, SuiteRun, TestResult
@@ -297,6 +298,32 @@ def test_reruns_move_flipping_regression_to_flaky() -> None:
     comp = compare(run(a="passed"), run(a="failed"))
     result = apply_reruns(comp, [run(a="failed")], [run(a="failed")])
     assert result.flaky == ["a"] and result.pass_to_fail == []
+
+
+def test_regression_flipping_across_its_module_re_runs_is_flaky() -> None:
+    comp = compare(run(a="passed"), run(a="failed"))
+    result = apply_reruns(comp, [run(a="passed")] * 2, [run(a="failed"), run(a="passed")])
+    assert result.flaky == ["a"] and result.pass_to_fail == []
+
+
+def test_regression_passing_in_every_re_run_is_order_dependent_not_flaky() -> None:
+    # failed in the whole suite, passes in its module: another module's leftover state
+    comp = compare(run(a="passed", b="passed"), run(a="passed", b="failed"))
+    result = apply_reruns(comp, [run(b="passed")] * 2, [run(b="passed")] * 2)
+    assert result.pass_to_fail == ["b"] and result.order_dependent == ["b"]
+    assert result.flaky == []
+
+
+def test_order_dependent_failure_the_baseline_shows_too_is_flaky() -> None:
+    comp = compare(run(b="passed"), run(b="failed"))
+    result = apply_reruns(comp, [run(b="passed"), run(b="failed")], [run(b="passed")] * 2)
+    assert result.flaky == ["b"] and result.pass_to_fail == [] and result.order_dependent == []
+
+
+def test_rerun_selection_runs_a_regression_in_its_whole_module() -> None:
+    before = run(**{"tests/test_a.py::t1": "failed", "tests/test_b.py::t2": "passed"})
+    after = run(**{"tests/test_a.py::t1": "passed", "tests/test_b.py::t2": "failed"})
+    assert rerun_selection(compare(before, after)) == ["tests/test_a.py::t1", "tests/test_b.py"]
 
 
 def test_reruns_that_agree_change_nothing() -> None:

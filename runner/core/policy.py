@@ -388,6 +388,12 @@ def _no_regressions(evidence: Evidence) -> Check:
         problems.append(
             f"{len(comp.pass_to_fail)} passing test(s) broke: {_ids(comp.pass_to_fail)}"
         )
+    if comp.order_dependent:
+        problems.append(
+            f"{_ids(comp.order_dependent)} failed in the suite and passed when re-run in "
+            "their module: state another test leaves behind (order-dependent), not flaky "
+            "on the baseline"
+        )
     if comp.new_collection_errors:
         problems.append(f"new collection errors in {_ids(comp.new_collection_errors)}")
     if problems:

@@ -39,6 +39,7 @@ __all__ = [
     "lint_diff",
     "parse_flake8",
     "parse_junit",
+    "rerun_selection",
     "test_summary",
 ]
 
@@ -351,28 +352,48 @@ def _transition(before: str, after: str) -> str | None:
     return "still_failing"
 
 
+def rerun_selection(comparison: Comparison) -> list[str]:
+    """What to re-run: a regression's whole module (its order and neighbours), a fix's id.
+
+    A test broken by state another test leaves behind passes when run alone; in its
+    module, in the suite's order, it fails again.
+    """
+    modules = {t.split("::", 1)[0] for t in comparison.changed if t not in comparison.fail_to_pass}
+    ids = [t for t in comparison.changed if t.split("::", 1)[0] not in modules]
+    return sorted(modules | set(ids))
+
+
 def apply_reruns(
     comparison: Comparison,
     baseline_reruns: Sequence[SuiteRun],
     candidate_reruns: Sequence[SuiteRun],
 ) -> Comparison:
-    """Move changed tests whose outcome flips across re-runs into ``flaky``.
+    """Move changed tests whose outcome flips under the same conditions into ``flaky``.
 
-    Each re-run of a tree must agree with the first run on whether a changed test
-    passed; one that does not makes the test flaky, counted neither as fix nor regression.
+    A re-run of a tree that disagrees with the first run on whether a changed test
+    passed makes it flaky, with one exception: a regression that passes in every
+    candidate re-run (of its whole module, see ``rerun_selection``) failed only in the
+    suite's context. It stays a regression, ``order_dependent``, unless the baseline's
+    re-runs show the same instability.
     """
     flaky = set(comparison.flaky)
+    order_dependent = set()
     for test_id in comparison.changed:
         passed_before = test_id in comparison.pass_to_fail
         passed_after = test_id in comparison.fail_to_pass
         if any((_state(r, test_id) == "passing") != passed_before for r in baseline_reruns):
             flaky.add(test_id)
-        if any((_state(r, test_id) == "passing") != passed_after for r in candidate_reruns):
+            continue
+        after = [_state(r, test_id) == "passing" for r in candidate_reruns]
+        if passed_before and after and all(after):
+            order_dependent.add(test_id)
+        elif any(state != passed_after for state in after):
             flaky.add(test_id)
     data = comparison.model_dump()
     for key in _CHANGES:
         data[key] = [t for t in data[key] if t not in flaky]
     data["flaky"] = sorted(flaky)
+    data["order_dependent"] = sorted(order_dependent)
     return Comparison(**data)
 
 

@@ -89,6 +89,11 @@ class Comparison(Model):
         default_factory=list, description="Ids whose outcome changed: the ones to re-run."
     )
     flaky: list[str] = Field(default_factory=list, description="Flipped across re-runs.")
+    order_dependent: list[str] = Field(
+        default_factory=list,
+        description="Regressions that failed in the suite but passed in every re-run of their "
+        "module: state left by another test; still in pass_to_fail.",
+    )
 
 
 class LintFinding(Model):

@@ -50,6 +50,7 @@ from runner.core.suite import (
     lint_diff,
     parse_flake8,
     parse_junit,
+    rerun_selection,
     test_summary,
 )
 from runner.environments.builds import EnvImage, commit_date, ensure_env_image
@@ -565,8 +566,9 @@ def _reruns(
     early: tuple[list[str], list[SuiteRun]] | None,
     cancel: threading.Event | None,
 ) -> Comparison:
-    """Re-run the changed tests in both trees; reuse cached baseline and early candidate runs."""
-    changed = comparison.changed
+    """Re-run the changed tests (a regression's whole module) in both trees; reuse cached runs."""
+    # a regression re-runs in its whole module: the conditions it failed under
+    changed = rerun_selection(comparison)
     rerun_key = _rerun_key(key, state.policy.reruns, changed)
     baseline_runs = _load_reruns(runtime, rerun_key)
     candidate_runs = early[1] if early is not None and _covers(*early, changed) else None
