@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
+
 import pytest
 from unidiff import PatchSet
 
 from runner.core.patch import (
+    DEFAULT_TEST_GLOBS,
     is_test_path,
     normalise,
     parse_patch,
@@ -14,6 +17,7 @@ from runner.core.patch import (
     weakening_findings,
 )
 from runner.errors import PatchError
+from runner.models import SourceChange
 
 MODIFY = """\
 diff --git a/app/x.py b/app/x.py
@@ -337,17 +341,15 @@ def test_renaming_a_test_file_is_weakening() -> None:
         "@pytest.mark.xfail",
         "    pytest.skip('no')",
         "@unittest.skip('no')",
-        "import os  # noqa",
     ],
 )
-def test_adding_skip_markers_or_noqa_is_weakening(line: str) -> None:
-    assert (
-        "adds skip/xfail/noqa" in findings_for(diff_text(added=[line], path="tests/test_f.py"))[0]
-    )
+def test_adding_skip_markers_is_weakening(line: str) -> None:
+    assert "adds skip/xfail" in findings_for(diff_text(added=[line], path="tests/test_f.py"))[0]
 
 
-def test_noqa_in_source_is_weakening_too() -> None:
-    assert findings_for(diff_text(added=["import os  # noqa: F401"], path="app/m.py"))
+def test_noqa_is_lint_evidence_not_weakening() -> None:
+    # comments that silence flake8 are judged by the lint check, by the codes they hide
+    assert not findings_for(diff_text(added=["import os  # NOQA: F401"], path="app/m.py"))
 
 
 def test_touching_the_job_test_patch_files_is_weakening() -> None:
@@ -409,3 +411,96 @@ def test_patch_stats_splits_test_and_source_files() -> None:
     stats = patch_stats(parse_patch(MODIFY + NEW_TEST), "clean")
     assert (stats.files, stats.added, stats.removed) == (2, 3, 1)
     assert (stats.test_files, stats.source_files) == (["tests/unit/test_x.py"], ["app/x.py"])
+
+
+# --------------------------------------------------------------------------- asserts, structurally
+
+TEST_MODULE = """\
+from calc import mean, parse
+
+
+def test_mean():
+    assert mean([1, 2, 3, 4]) == 2.5
+
+
+def test_parse():
+    result = parse("5")
+    assert result == 5
+    assert isinstance(result, int)
+"""
+
+SOURCE_BEFORE = "def parse(text):\n    return int(text)\n"
+
+
+def weakened(after: str, source_after: str = SOURCE_BEFORE, before: str = TEST_MODULE) -> list[str]:
+    """weakening_findings on a real unified diff of a test file (and the source), texts given."""
+    texts = {"tests/test_calc.py": (before, after), "calc/ops.py": (SOURCE_BEFORE, source_after)}
+    diff = ""
+    for path, (old, new) in texts.items():
+        if old != new:
+            lines = difflib.unified_diff(
+                old.splitlines(keepends=True),
+                new.splitlines(keepends=True),
+                f"a/{path}",
+                f"b/{path}",
+            )
+            diff += f"diff --git a/{path} b/{path}\n" + "".join(lines)
+    sources = [SourceChange(path=p, before=old, after=new) for p, (old, new) in texts.items()]
+    return weakening_findings(parse_patch(diff), None, DEFAULT_TEST_GLOBS, sources)
+
+
+def test_added_disjunction_is_weakening_though_the_assert_count_stays() -> None:
+    after = TEST_MODULE.replace(
+        "    assert result == 5\n", "    assert result == 5 or result == -1\n"
+    )
+    (finding,) = weakened(after)
+    assert "tests/test_calc.py::test_parse" in finding and "adds a disjunction" in finding
+
+
+@pytest.mark.parametrize(
+    ("new", "loosened"),
+    [
+        ("assert result >= 5", ">="),
+        ("assert result in (5, -1)", "in"),
+        ("assert result is not None", "is not"),
+        ("assert result != 4", "!="),
+    ],
+)
+def test_loosened_comparison_is_weakening(new: str, loosened: str) -> None:
+    (finding,) = weakened(TEST_MODULE.replace("    assert result == 5\n", f"    {new}\n"))
+    assert f"loosens an exact comparison to `{loosened}`" in finding
+
+
+def test_comparison_turned_truth_test_is_weakening() -> None:
+    (finding,) = weakened(TEST_MODULE.replace("    assert result == 5\n", "    assert result\n"))
+    assert "replaces the comparison with a truth test" in finding
+
+
+def test_expected_literal_changed_without_the_source_is_weakening() -> None:
+    (finding,) = weakened(TEST_MODULE.replace("== 2.5", "== 2.0"))
+    assert "changes the expected value from 2.5 to 2.0" in finding
+
+
+def test_expected_literal_the_source_change_introduces_is_fine() -> None:
+    source = SOURCE_BEFORE.replace("return int(text)", "return int(text) if text else 0")
+    after = TEST_MODULE.replace('parse("5")', 'parse("")').replace("== 5\n", "== 0\n")
+    assert weakened(after, source_after=source) == []
+
+
+def test_removed_assert_in_a_kept_test_is_weakening() -> None:
+    (finding,) = weakened(TEST_MODULE.replace("    assert isinstance(result, int)\n", ""))
+    assert "removes `assert isinstance(result, int)`" in finding
+
+
+def test_rewritten_but_equally_strict_asserts_are_fine() -> None:
+    after = TEST_MODULE.replace(
+        "    assert result == 5\n", "    expected = 5\n    assert result == expected\n"
+    ).replace("assert mean([1, 2, 3, 4]) == 2.5", "assert mean([1, 2, 3, 4]) == pytest.approx(2.5)")
+    assert weakened(after) == []
+
+
+def test_stronger_asserts_are_fine() -> None:
+    after = TEST_MODULE.replace(
+        "    assert result == 5\n", "    assert result == 5\n    assert parse(' 5 ') == 5\n"
+    )
+    assert weakened(after) == []

@@ -573,7 +573,7 @@ WEAKENED = {
                 "def test_add():", "@pytest.mark.skip(reason='slow')\ndef test_add():"
             )
         },
-        "tests/test_calc.py: adds skip/xfail/noqa",
+        "tests/test_calc.py: adds skip/xfail",
     ),
     "edits-conftest": (
         {"tests/conftest.py": PROJECT["tests/conftest.py"].replace("[1, 2, 3, 4]", "[2, 3]")},

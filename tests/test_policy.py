@@ -8,7 +8,7 @@ import pytest
 
 from runner.core.patch import parse_patch
 from runner.core.policy import Policy, error_matches, judge, load_policy
-from runner.core.suite import compare, grade
+from runner.core.suite import apply_reruns, compare, grade
 from runner.errors import ConfigError
 from runner.models import (
     Evidence,
@@ -299,6 +299,37 @@ def test_default_either_fails_when_both_fail() -> None:
     assert "reproduced (" in summary and "reproduced_by_command (" in summary
 
 
+def test_default_repro_command_decides_over_a_flipped_test() -> None:
+    # the tests flip, but the production error's own command still fails: not a fix
+    ev = evidence(repro=[repro_run(cand_exit=1)])
+    result = judge(ev, policy())
+    assert result.status == "rejected"
+    assert "reproduced_by_command (" in result.summary and "still fails" in result.summary
+
+
+def test_default_missing_repro_command_is_rejected_even_when_tests_flip() -> None:
+    missing = repro_run().model_copy(
+        update={"problem": "names scripts/nope.py, which is not in the repository"}
+    )
+    result = judge(evidence(repro=[missing]), policy())
+    assert result.status == "rejected" and "scripts/nope.py" in result.summary
+
+
+def test_verified_summary_reports_each_side_of_the_command() -> None:
+    summary = judge(evidence(repro=[repro_run()]), policy()).summary
+    assert "'python scripts/seed_db.py' fixed: baseline exited 1, raised RuntimeError" in summary
+    assert "candidate exited 0" in summary
+
+
+def test_lenient_never_calls_a_failing_command_fixed() -> None:
+    result = judge(evidence(repro=[repro_run(cand_exit=1)]), policy("lenient"))
+    assert result.status == "verified"
+    assert (
+        "not fixed: baseline exited 1" in result.summary and "candidate exited 1" in result.summary
+    )
+    assert "now exits 0" not in result.summary
+
+
 def test_strict_needs_both_when_both_given() -> None:
     ev = evidence(after=suite(test_bug="failed", test_ok="passed"), repro=[repro_run()])
     assert judge(ev, policy("strict")).status == "rejected"
@@ -328,6 +359,21 @@ def test_error_matches(expect: str, exc_type: str, message: str, matches: bool) 
 def test_no_regressions_fails_on_pass_to_fail() -> None:
     ev = evidence(after=suite(test_bug="passed", test_ok="failed"))
     assert check(ev, "no_regressions") == (False, "1 passing test(s) broke: test_ok")
+
+
+def test_no_regressions_names_an_order_dependent_regression() -> None:
+    before, after = (
+        suite(test_bug="failed", test_ok="passed"),
+        suite(test_bug="passed", test_ok="failed"),
+    )
+    comparison = apply_reruns(
+        compare(before, after), [before] * 2, [suite(test_bug="passed", test_ok="passed")] * 2
+    )
+    passed, detail = check(
+        evidence(before=before, after=after, comparison=comparison), "no_regressions"
+    )
+    assert not passed and "test_ok failed in the suite and passed when re-run" in detail
+    assert "order-dependent" in detail
 
 
 def test_no_regressions_fails_on_new_collection_error() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.core.lint import noqa_findings
 from runner.core.patch import parse_patch
 from runner.core.suite import (
     FLAKE8_FORMAT,
@@ -20,6 +21,7 @@ from runner.core.suite import (
     lint_diff,
     parse_flake8,
     parse_junit,
+    rerun_selection,
     test_summary,
 )
 from runner.models import JUnitReport, LintFinding, Outcome, SuiteRun, TestResult
@@ -298,6 +300,32 @@ def test_reruns_move_flipping_regression_to_flaky() -> None:
     assert result.flaky == ["a"] and result.pass_to_fail == []
 
 
+def test_regression_flipping_across_its_module_re_runs_is_flaky() -> None:
+    comp = compare(run(a="passed"), run(a="failed"))
+    result = apply_reruns(comp, [run(a="passed")] * 2, [run(a="failed"), run(a="passed")])
+    assert result.flaky == ["a"] and result.pass_to_fail == []
+
+
+def test_regression_passing_in_every_re_run_is_order_dependent_not_flaky() -> None:
+    # failed in the whole suite, passes in its module: another module's leftover state
+    comp = compare(run(a="passed", b="passed"), run(a="passed", b="failed"))
+    result = apply_reruns(comp, [run(b="passed")] * 2, [run(b="passed")] * 2)
+    assert result.pass_to_fail == ["b"] and result.order_dependent == ["b"]
+    assert result.flaky == []
+
+
+def test_order_dependent_failure_the_baseline_shows_too_is_flaky() -> None:
+    comp = compare(run(b="passed"), run(b="failed"))
+    result = apply_reruns(comp, [run(b="passed"), run(b="failed")], [run(b="passed")] * 2)
+    assert result.flaky == ["b"] and result.pass_to_fail == [] and result.order_dependent == []
+
+
+def test_rerun_selection_runs_a_regression_in_its_whole_module() -> None:
+    before = run(**{"tests/test_a.py::t1": "failed", "tests/test_b.py::t2": "passed"})
+    after = run(**{"tests/test_a.py::t1": "passed", "tests/test_b.py::t2": "failed"})
+    assert rerun_selection(compare(before, after)) == ["tests/test_a.py::t1", "tests/test_b.py"]
+
+
 def test_reruns_that_agree_change_nothing() -> None:
     comp = compare(run(a="failed", b="passed"), run(a="passed", b="failed"))
     assert (
@@ -426,3 +454,64 @@ def test_junit_args_keep_config_cache_for_plugins(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert grade(parse_junit(junit.read_bytes()), proc.returncode).counts.passed == 1
     assert not (project / ".pytest_cache").exists()
+
+
+# --------------------------------------------------------------------------- noqa
+
+
+def flake8_noqa_findings(tmp_path: Path, before: str, after: str) -> list[LintFinding]:
+    """Real flake8 on a real git diff, with and without noqa, fed to noqa_findings."""
+    repo = tmp_path / "repo"
+    (repo / "app").mkdir(parents=True)
+    env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "HOME": str(tmp_path)}
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
+        ).stdout
+
+    git("init", "-q")
+    (repo / "app" / "m.py").write_text(before)
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-qm", "base")
+    (repo / "app" / "m.py").write_text(after)
+    patch = parse_patch(git("diff"))
+    flake8 = [sys.executable, "-m", "flake8", "--format", FLAKE8_FORMAT, "--exit-zero", "app/m.py"]
+
+    def lint(*extra: str) -> list[LintFinding]:
+        out = subprocess.run([*flake8, *extra], cwd=repo, capture_output=True, text=True).stdout
+        return parse_flake8(out)
+
+    return noqa_findings(patch, lint(), lint("--disable-noqa"))
+
+
+BASE_MODULE = "import os\n\n\ndef f():\n    return os.sep\n"
+
+
+@pytest.mark.parametrize("comment", ["# noqa", "# NOQA", "# noqa:F401", "# NoQa: F401,E501"])
+def test_noqa_in_any_case_hiding_a_blocking_code_blocks(tmp_path: Path, comment: str) -> None:
+    after = BASE_MODULE.replace("import os\n", f"import os\nimport sys  {comment}\n")
+    found = flake8_noqa_findings(tmp_path, BASE_MODULE, after)
+    assert [(f.line, f.code, f.blocking) for f in found] == [(2, "NOQA", True)]
+    assert "hides F401" in found[0].message
+
+
+def test_file_level_flake8_noqa_hiding_an_unused_import_blocks(tmp_path: Path) -> None:
+    after = "# flake8: noqa\n" + BASE_MODULE.replace("import os\n", "import os\nimport sys\n")
+    found = flake8_noqa_findings(tmp_path, BASE_MODULE, after)
+    assert [(f.line, f.code, f.blocking) for f in found] == [(1, "NOQA", True)]
+    assert "'# flake8: noqa', which hides F401" in found[0].message
+
+
+def test_noqa_hiding_only_style_is_a_finding_but_not_blocking(tmp_path: Path) -> None:
+    long_line = "    return os.sep + '" + "x" * 100 + "'  # noqa: E501\n"
+    after = BASE_MODULE.replace("    return os.sep\n", long_line)
+    found = flake8_noqa_findings(tmp_path, BASE_MODULE, after)
+    assert [(f.code, f.blocking) for f in found] == [("NOQA", False)]
+    assert "hides E501" in found[0].message
+
+
+def test_noqa_the_baseline_already_had_is_not_the_candidates(tmp_path: Path) -> None:
+    before = BASE_MODULE.replace("import os\n", "import os\nimport sys  # noqa: F401\n")
+    after = before.replace("import sys  # noqa: F401\n", "import re  # noqa: F401\n")
+    assert flake8_noqa_findings(tmp_path, before, after) == []

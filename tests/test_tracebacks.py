@@ -11,17 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from runner.core.tracebacks import (
-    ExceptionInfo,
+from runner.core.errormatch import (
     contains_error,
-    iter_exceptions,
     matches_expected,
-    parse_all_exceptions,
     parse_expected,
-    parse_last_exception,
-    parse_traceback,
     repo_frames,
     repo_relative,
+)
+from runner.core.tracebacks import (
+    ExceptionInfo,
+    iter_exceptions,
+    parse_all_exceptions,
+    parse_last_exception,
+    parse_traceback,
 )
 
 FLASK_MESSAGE = (

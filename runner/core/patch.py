@@ -9,11 +9,12 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from unidiff.errors import UnidiffParseError
 from unidiff.patch import PatchedFile, PatchSet
 
+from runner.core.paths import DEFAULT_TEST_GLOBS, glob_match, is_test_path
+from runner.core.weakening import weakening_findings
 from runner.errors import PatchError
 from runner.models import (
     SYMLINK_MODE,
@@ -36,14 +37,6 @@ __all__ = [
     "split_test_part",
     "weakening_findings",
 ]
-
-DEFAULT_TEST_GLOBS: tuple[str, ...] = (
-    "tests/**",
-    "**/tests/**",
-    "test_*.py",
-    "*_test.py",
-    "conftest.py",
-)
 
 DEFAULT_MAX_BYTES = 1_000_000
 DEFAULT_MAX_FILES = 200
@@ -309,52 +302,6 @@ def _unquote(name: str) -> str:
 # --------------------------------------------------------------------------- test split
 
 
-@dataclass(frozen=True)
-class _Glob:
-    regex: re.Pattern[str]
-    anchored: bool
-
-
-def _compile_glob(glob: str) -> _Glob:
-    # gitignore-like: a glob without "/" matches a basename at any depth;
-    # "**" spans directories, "*" and "?" stay within one component
-    anchored = "/" in glob.rstrip("/")
-    out, i = [], 0
-    while i < len(glob):
-        if glob.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif glob.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif glob[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif glob[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(glob[i]))
-            i += 1
-    return _Glob(re.compile("".join(out) + r"\Z"), anchored)
-
-
-def glob_match(path: str, globs: Iterable[str]) -> bool:
-    """True when ``path`` matches any glob (``**`` spans dirs; slash-less globs match names)."""
-    path = path.lstrip("/")
-    name = path.rsplit("/", 1)[-1]
-    for glob in globs:
-        compiled = _compile_glob(glob)
-        if compiled.regex.match(path if compiled.anchored else name):
-            return True
-    return False
-
-
-def is_test_path(path: str, globs: Iterable[str] = DEFAULT_TEST_GLOBS) -> bool:
-    """True when ``path`` belongs to the test part (tests/**, test_*.py, conftest.py…)."""
-    return glob_match(path, globs)
-
-
 def split_test_part(
     parsed: ParsedPatch,
     patch_text: str | None = None,
@@ -376,129 +323,6 @@ def split_test_part(
         paths = [change.path, *([change.old_path] if change.old_path else [])]
         (test if any(is_test_path(p, globs) for p in paths) else source).append(chunk)
     return "".join(test), "".join(source)
-
-
-# --------------------------------------------------------------------------- weakening
-
-_TEST_DEF = re.compile(r"^\s*(?:async\s+)?def\s+(test\w*)\s*\(")
-_TEST_CLASS = re.compile(r"^\s*class\s+(Test\w*)\s*[(:]")
-_ASSERTION = re.compile(
-    r"^\s*assert\b|\bself\.assert\w*\s*\(|\bself\.fail\w*\s*\(|\bpytest\.(?:raises|warns|fail)\s*\("
-)
-_TRIVIAL_ASSERT = re.compile(
-    r"^\s*assert\s*\(?\s*(?:True|1|not\s+(?:False|0|None))\s*\)?\s*(?:#.*)?$"
-)
-_SKIP_MARKERS = re.compile(
-    r"pytest\.mark\.(?:skip|skipif|xfail)\b|pytest\.(?:skip|xfail|importorskip)\s*\("
-    r"|unittest\.(?:skip|skipIf|skipUnless|expectedFailure)\b"
-    r"|@(?:skip|skipIf|skipUnless|expectedFailure)\b|\bSkipTest\b|#\s*noqa\b"
-)
-_PYTEST_INTERNALS = re.compile(r"^\s*(?:from|import)\s+(?:_pytest|pytest)\b|\b_pytest\.")
-_PLUGIN_HOOKS = re.compile(r"\bpytest11\b|\bpytest_plugins\b|^\s*def\s+pytest_\w+\s*\(")
-_HARNESS_NAMES = ("conftest.py", "pytest.ini", "tox.ini", "setup.cfg", ".flake8")
-_HARNESS_GLOBS = ("sitecustomize.py", "usercustomize.py", "*.pth")
-_PYPROJECT_PYTEST = re.compile(
-    r"tool\.pytest|\[pytest\]|\b(?:addopts|testpaths|python_files|python_classes|"
-    r"python_functions|norecursedirs|confcutdir|pytest11)\b"
-)
-
-
-def weakening_findings(
-    patch: ParsedPatch,
-    test_patch: ParsedPatch | None = None,
-    test_globs: Iterable[str] = DEFAULT_TEST_GLOBS,
-) -> list[str]:
-    """Ways the candidate weakens the tests or their harness; empty when it does not.
-
-    Config files: pytest.ini, tox.ini, setup.cfg and .flake8 count as harness on any
-    change (three lines of context cannot show which section a hunk is in);
-    pyproject.toml only when a hunk's header or lines mention pytest settings.
-    """
-    globs = tuple(test_globs)
-    protected = test_patch.paths() if test_patch else set()
-    findings: list[str] = []
-    for change in patch.files:
-        paths = {change.path, *([change.old_path] if change.old_path else [])}
-        if touched := sorted(paths & protected):
-            findings.append(f"touches {', '.join(touched)} from the job's test patch")
-        findings += _harness(change)
-        findings += _markers(change)
-        if any(is_test_path(p, globs) for p in paths):
-            findings += _test_file(change)
-        elif change.path.endswith(".py") and any(
-            _PYTEST_INTERNALS.search(line) for line in change.added_text
-        ):
-            findings.append(f"{change.path}: source code imports pytest or its internals")
-    return findings
-
-
-def _harness(change: FileChange) -> list[str]:
-    name = change.path.rsplit("/", 1)[-1]
-    old_name = (change.old_path or "").rsplit("/", 1)[-1]
-    if name in _HARNESS_NAMES or old_name in _HARNESS_NAMES:
-        return [f"{change.path}: changes the test harness ({name or old_name})"]
-    if glob_match(change.path, _HARNESS_GLOBS) or glob_match(change.old_path or "", _HARNESS_GLOBS):
-        return [f"{change.path}: changes interpreter start-up ({name})"]
-    if name == "pyproject.toml":
-        lines = [*change.hunk_headers, *change.added_text, *change.removed_text]
-        if any(_PYPROJECT_PYTEST.search(line) for line in lines):
-            return [f"{change.path}: changes pytest configuration"]
-    if any(_PLUGIN_HOOKS.search(line) for line in change.added_text):
-        return [f"{change.path}: adds a pytest plugin, hook or entry point"]
-    return []
-
-
-def _markers(change: FileChange) -> list[str]:
-    hits = [line.strip() for line in change.added_text if _SKIP_MARKERS.search(line)]
-    if not hits:
-        return []
-    return [f"{change.path}: adds skip/xfail/noqa ({len(hits)}: {hits[0][:60]!r})"]
-
-
-def _test_file(change: FileChange) -> list[str]:
-    if change.status == "deleted":
-        return [f"deletes test file {change.path}"]
-    if change.status == "renamed":
-        return [f"renames test file {change.old_path} to {change.path}"]
-    out = []
-    for pattern, kind in ((_TEST_DEF, "test"), (_TEST_CLASS, "test class")):
-        before = {m.group(1) for line in change.removed_text if (m := pattern.match(line))}
-        after = {m.group(1) for line in change.added_text if (m := pattern.match(line))}
-        if gone := sorted(before - after):
-            out.append(f"removes or renames {kind} {', '.join(gone)} in {change.path}")
-    removed = sum(1 for line in change.removed_text if _ASSERTION.search(line))
-    added = _replacing_asserts(change)
-    if removed > added:
-        out.append(f"removed {removed - added} assert(s) in {change.path}")
-    return out
-
-
-def _replacing_asserts(change: FileChange) -> int:
-    """Added asserts that can stand in for removed ones: not trivial, not in a new test.
-
-    An assert in a test the candidate adds checks something new; it must not hide an
-    assert removed from an existing test. A new test is an added ``def test…`` whose
-    name was not removed, up to the first added line that is not contiguous with it or
-    is indented no deeper than its ``def``.
-    """
-    removed_defs = {m.group(1) for line in change.removed_text if (m := _TEST_DEF.match(line))}
-    count, new_test_indent, previous = 0, None, None
-    for number, line in zip(change.added_lines, change.added_text, strict=True):
-        contiguous = previous is not None and number == previous + 1
-        previous = number
-        indent = len(line) - len(line.lstrip())
-        if new_test_indent is not None and (
-            not contiguous or (line.strip() and indent <= new_test_indent)
-        ):
-            new_test_indent = None
-        if (m := _TEST_DEF.match(line)) and m.group(1) not in removed_defs:
-            new_test_indent = indent
-            continue
-        if new_test_indent is not None:
-            continue
-        if _ASSERTION.search(line) and not _TRIVIAL_ASSERT.match(line):
-            count += 1
-    return count
 
 
 def patch_stats(

@@ -12,9 +12,22 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from runner.core.patch import DEFAULT_TEST_GLOBS, glob_match, weakening_findings
+from runner.core.errormatch import repo_relative
+from runner.core.paths import DEFAULT_TEST_GLOBS, glob_match, is_test_path
+from runner.core.suppression import suppressions
+from runner.core.tracebacks import iter_exceptions, parse_last_exception
+from runner.core.weakening import weakening_findings
 from runner.errors import ConfigError
-from runner.models import Check, Evidence, Limits, Model, ReproResult, Status, SuiteRun
+from runner.models import (
+    Check,
+    Evidence,
+    Limits,
+    Model,
+    ReproResult,
+    ReproRun,
+    Status,
+    SuiteRun,
+)
 
 __all__ = [
     "CHECK_NAMES",
@@ -36,6 +49,7 @@ CHECK_NAMES = (
     "lint",
     "scope",
     "tests_not_weakened",
+    "error_not_suppressed",
 )
 _REPRO_CHECKS = ("reproduced", "reproduced_by_command")
 Phase = Literal["test", "lint", "repro"]
@@ -98,12 +112,20 @@ class Policy(Model):
     test_globs: list[str] = Field(default_factory=lambda: list(DEFAULT_TEST_GLOBS))
     forbidden_paths: list[str] = Field(default_factory=list)
     required_checks: list[str] = Field(
-        default_factory=lambda: ["applies", "no_regressions", "lint", "scope", "tests_not_weakened"]
+        default_factory=lambda: [
+            "applies",
+            "no_regressions",
+            "lint",
+            "scope",
+            "tests_not_weakened",
+            "error_not_suppressed",
+        ]
     )
     evidence: Literal["either", "both", "none"] = Field(
         default="either",
-        description="Reproduction: 'either' of reproduced / reproduced_by_command suffices; "
-        "'both' needs both when repro commands are given; 'none' needs neither.",
+        description="Reproduction: 'either' needs reproduced_by_command when repro commands "
+        "are given (the command decides) and reproduced otherwise; 'both' needs both when "
+        "repro commands are given; 'none' needs neither.",
     )
 
     @field_validator("required_checks")
@@ -200,10 +222,22 @@ def _verified_summary(evidence: Evidence) -> str:
     ran = len(evidence.candidate.tests) if evidence.candidate else 0
     summary = f"verified: {len(fixed)} test(s) fixed, no regressions in {ran} test(s)"
     for run in evidence.repro:
-        exc = run.baseline.last_exception
-        was = f" (was {exc.type})" if exc else ""
-        summary += f"; {run.command!r} now exits 0{was}"
+        # say what each side did; "fixed" only when the command ran and exits 0 after
+        fixed_by = run.problem is None and _command_fixed(run)
+        verb = "fixed" if fixed_by else "not fixed"
+        summary += f"; {run.command!r} {verb}: {_sides(run)}"
     return summary
+
+
+def _command_fixed(run: ReproRun) -> bool:
+    cand = run.candidate
+    return not cand.timed_out and cand.exit_code == 0 and not run.error_in_candidate_output
+
+
+def _sides(run: ReproRun) -> str:
+    if run.problem:
+        return run.problem
+    return f"baseline {_describe(run.baseline)}, candidate {_describe(run.candidate)}"
 
 
 def _checks(evidence: Evidence, policy: Policy) -> list[Check]:
@@ -218,6 +252,7 @@ def _checks(evidence: Evidence, policy: Policy) -> list[Check]:
         _lint(evidence),
         _scope(evidence, policy),
         _tests_not_weakened(evidence, policy),
+        _error_not_suppressed(evidence, policy),
     ]
     return _mark_required(checks, policy, has_repro=bool(evidence.repro))
 
@@ -238,13 +273,14 @@ def _not_applied(evidence: Evidence, policy: Policy) -> list[Check]:
 def _mark_required(checks: list[Check], policy: Policy, *, has_repro: bool) -> list[Check]:
     by_name = {c.name: c for c in checks}
     required = set(policy.required_checks)
-    if policy.evidence == "both" or (policy.evidence == "either" and not has_repro):
+    if policy.evidence == "both":
         required.update(_REPRO_CHECKS)
     elif policy.evidence == "either":
-        # either kind of reproduction suffices: both are required only when both fail
-        repro = [by_name[n] for n in _REPRO_CHECKS if n in by_name]
-        if not any(c.passed for c in repro):
-            required.update(_REPRO_CHECKS)
+        # A repro command, when given, decides: it is the production error itself, so a
+        # test that flips cannot stand in for a command that still fails.
+        required.add("reproduced_by_command" if has_repro else "reproduced")
+        if has_repro and not by_name["reproduced_by_command"].passed:
+            required.add("reproduced")
     return [c.model_copy(update={"required": c.name in required}) for c in checks]
 
 
@@ -314,17 +350,18 @@ def _reproduced_by_command(evidence: Evidence) -> Check:
                 f"{run.expect_error!r}, baseline {did}"
             )
         elif cand.timed_out:
-            problems.append(f"{run.command!r}: timed out on the candidate")
+            problems.append(f"{run.command!r}: timed out on the candidate ({_sides(run)})")
         elif cand.exit_code != 0:
-            problems.append(f"{run.command!r}: still fails on the candidate ({_describe(cand)})")
+            problems.append(f"{run.command!r}: still fails on the candidate ({_sides(run)})")
         elif run.error_in_candidate_output:
             problems.append(f"{run.command!r}: exits 0 but the error still appears in its output")
     if problems:
         return Check(name="reproduced_by_command", passed=False, detail="; ".join(problems))
+    sides = "; ".join(f"{run.command!r}: {_sides(run)}" for run in evidence.repro)
     return Check(
         name="reproduced_by_command",
         passed=True,
-        detail=f"{len(evidence.repro)} command(s) failed before and succeed after",
+        detail=f"{len(evidence.repro)} command(s) failed before and succeed after ({sides})",
     )
 
 
@@ -350,6 +387,12 @@ def _no_regressions(evidence: Evidence) -> Check:
     if comp.pass_to_fail:
         problems.append(
             f"{len(comp.pass_to_fail)} passing test(s) broke: {_ids(comp.pass_to_fail)}"
+        )
+    if comp.order_dependent:
+        problems.append(
+            f"{_ids(comp.order_dependent)} failed in the suite and passed when re-run in "
+            "their module: state another test leaves behind (order-dependent), not flaky "
+            "on the baseline"
         )
     if comp.new_collection_errors:
         problems.append(f"new collection errors in {_ids(comp.new_collection_errors)}")
@@ -394,7 +437,60 @@ def _scope(evidence: Evidence, policy: Policy) -> Check:
 def _tests_not_weakened(evidence: Evidence, policy: Policy) -> Check:
     if evidence.patch is None:
         return Check(name="tests_not_weakened", passed=False, detail="no parsed patch")
-    findings = weakening_findings(evidence.patch, evidence.test_patch, policy.test_globs)
+    findings = weakening_findings(
+        evidence.patch, evidence.test_patch, policy.test_globs, evidence.sources
+    )
     if findings:
         return Check(name="tests_not_weakened", passed=False, detail="; ".join(findings))
     return Check(name="tests_not_weakened", passed=True, detail="tests and harness untouched")
+
+
+def _error_not_suppressed(evidence: Evidence, policy: Policy) -> Check:
+    types, frames = _reported_error(evidence)
+    if not types:
+        return Check(
+            name="error_not_suppressed", passed=True, detail="no reported error to look for"
+        )
+    # tests catch errors on purpose (pytest.raises, cleanup): only source code counts
+    sources = [s for s in evidence.sources if not is_test_path(s.path, policy.test_globs)]
+    found = suppressions(sources, types, frames)
+    shown = ", ".join(types)
+    if found:
+        where = "; ".join(s.describe() for s in found[:5])
+        return Check(
+            name="error_not_suppressed",
+            passed=False,
+            detail=f"the candidate hides {shown} instead of fixing it: {where}",
+        )
+    return Check(
+        name="error_not_suppressed",
+        passed=True,
+        detail=f"no handler hides {shown} in {len(sources)} changed source file(s)",
+    )
+
+
+def _reported_error(evidence: Evidence) -> tuple[list[str], set[tuple[str, str]]]:
+    """The reported exception types, and the (path, function) frames of its traceback.
+
+    From --expect-error and the repro commands' baseline runs; without them, from the
+    exception types of the baseline's fail-to-pass failures.
+    """
+    types: list[str] = []
+    expected = [evidence.expect_error, *(run.expect_error for run in evidence.repro)]
+    types += [e.partition(":")[0].strip() for e in expected if e]
+    files = {s.path for s in evidence.sources}
+    frames: set[tuple[str, str]] = set()
+    for run in evidence.repro:
+        if run.problem is None and run.baseline.last_exception is not None:
+            types.append(run.baseline.last_exception.type)
+        info = parse_last_exception(f"{run.baseline.output_head}\n{run.baseline.output_tail}")
+        for exc in iter_exceptions(info) if info else ():
+            for frame in exc.frames:
+                if (path := repo_relative(frame.path, files)) is not None:
+                    frames.add((path, frame.function))
+    if not types and evidence.baseline and evidence.comparison:
+        for test_id in evidence.comparison.fail_to_pass:
+            result = evidence.baseline.tests.get(test_id)
+            if result is not None and result.exception_type:
+                types.append(result.exception_type)
+    return sorted({t.rsplit(".", 1)[-1] for t in types if t}), frames

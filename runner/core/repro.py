@@ -10,12 +10,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path, PurePosixPath
 
-from runner.core.tracebacks import (
-    contains_error,
-    matches_expected,
-    parse_expected,
-    parse_last_exception,
-)
+from runner.core.errormatch import contains_error, matches_expected, parse_expected
+from runner.core.tracebacks import parse_last_exception
 from runner.errors import JobInputError
 from runner.models import LastException, ReproResult, ReproRun, RunResult
 

@@ -1,4 +1,4 @@
-"""Test and lint evidence: JUnit parsing, run grading, comparison, re-runs, flake8 diffing.
+"""Test evidence: JUnit parsing, run grading, comparison, re-runs (flake8: runner.core.lint).
 
 Pure functions on plain data. Outcomes come from the JUnit file and pytest's exit code,
 never from stdout: a candidate can print anything.
@@ -17,13 +17,11 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 
+from runner.core.lint import DEFAULT_BLOCKING, FLAKE8_FORMAT, is_blocking, lint_diff, parse_flake8
 from runner.models import (
     Comparison,
     JUnitReport,
-    LintFinding,
-    LintSummary,
     Outcome,
-    ParsedPatch,
     RunCounts,
     SuiteRun,
     TestResult,
@@ -41,6 +39,7 @@ __all__ = [
     "lint_diff",
     "parse_flake8",
     "parse_junit",
+    "rerun_selection",
     "test_summary",
 ]
 
@@ -55,8 +54,6 @@ PYTEST_JUNIT_ARGS: tuple[str, ...] = (
     "cache_dir=/tmp/.pytest_cache",
     "--continue-on-collection-errors",
 )
-FLAKE8_FORMAT = "%(path)s:%(row)d:%(col)d:%(code)s:%(text)s"
-DEFAULT_BLOCKING: tuple[str, ...] = ("E9", "F")
 
 MESSAGE_CHARS = 500
 TEXT_CHARS = 4000
@@ -355,101 +352,49 @@ def _transition(before: str, after: str) -> str | None:
     return "still_failing"
 
 
+def rerun_selection(comparison: Comparison) -> list[str]:
+    """What to re-run: a regression's whole module (its order and neighbours), a fix's id.
+
+    A test broken by state another test leaves behind passes when run alone; in its
+    module, in the suite's order, it fails again.
+    """
+    modules = {t.split("::", 1)[0] for t in comparison.changed if t not in comparison.fail_to_pass}
+    ids = [t for t in comparison.changed if t.split("::", 1)[0] not in modules]
+    return sorted(modules | set(ids))
+
+
 def apply_reruns(
     comparison: Comparison,
     baseline_reruns: Sequence[SuiteRun],
     candidate_reruns: Sequence[SuiteRun],
 ) -> Comparison:
-    """Move changed tests whose outcome flips across re-runs into ``flaky``.
+    """Move changed tests whose outcome flips under the same conditions into ``flaky``.
 
-    Each re-run of a tree must agree with the first run on whether a changed test
-    passed; one that does not makes the test flaky, counted neither as fix nor regression.
+    A re-run of a tree that disagrees with the first run on whether a changed test
+    passed makes it flaky, with one exception: a regression that passes in every
+    candidate re-run (of its whole module, see ``rerun_selection``) failed only in the
+    suite's context. It stays a regression, ``order_dependent``, unless the baseline's
+    re-runs show the same instability.
     """
     flaky = set(comparison.flaky)
+    order_dependent = set()
     for test_id in comparison.changed:
         passed_before = test_id in comparison.pass_to_fail
         passed_after = test_id in comparison.fail_to_pass
         if any((_state(r, test_id) == "passing") != passed_before for r in baseline_reruns):
             flaky.add(test_id)
-        if any((_state(r, test_id) == "passing") != passed_after for r in candidate_reruns):
+            continue
+        after = [_state(r, test_id) == "passing" for r in candidate_reruns]
+        if passed_before and after and all(after):
+            order_dependent.add(test_id)
+        elif any(state != passed_after for state in after):
             flaky.add(test_id)
     data = comparison.model_dump()
     for key in _CHANGES:
         data[key] = [t for t in data[key] if t not in flaky]
     data["flaky"] = sorted(flaky)
+    data["order_dependent"] = sorted(order_dependent)
     return Comparison(**data)
-
-
-# --------------------------------------------------------------------------- lint
-
-
-def parse_flake8(
-    output: str, blocking_select: Iterable[str] = DEFAULT_BLOCKING
-) -> list[LintFinding]:
-    """Parse flake8 output written with FLAKE8_FORMAT; lines that do not parse are ignored."""
-    select = tuple(blocking_select)
-    findings = []
-    for line in output.splitlines():
-        parts = line.split(":", 4)
-        if len(parts) != 5 or not parts[1].isdigit() or not parts[2].isdigit():
-            continue
-        path, row, col, code, text = parts
-        path = path.removeprefix("./")
-        findings.append(
-            LintFinding(
-                path=path,
-                line=int(row),
-                col=int(col),
-                code=code.strip(),
-                message=text.strip(),
-                blocking=is_blocking(code.strip(), select),
-            )
-        )
-    return findings
-
-
-def is_blocking(code: str, blocking_select: Iterable[str] = DEFAULT_BLOCKING) -> bool:
-    """True when ``code`` starts with one of the blocking prefixes (E9, F by default)."""
-    return any(code.startswith(prefix) for prefix in blocking_select)
-
-
-def lint_diff(
-    baseline: Sequence[LintFinding],
-    candidate: Sequence[LintFinding],
-    patch: ParsedPatch,
-    blocking_select: Iterable[str] = DEFAULT_BLOCKING,
-) -> LintSummary:
-    """New = candidate findings on lines the candidate added; fixed = baseline findings gone.
-
-    A baseline finding is fixed when the candidate removed its line, or when no finding
-    with the same code remains in the (renamed) file. ``blocking`` is recomputed.
-    """
-    select = tuple(blocking_select)
-    added = {f.path: set(f.added_lines) for f in patch.files if f.status != "deleted"}
-    removed = {(f.old_path or f.path): set(f.removed_lines) for f in patch.files}
-    renamed = {f.old_path: f.path for f in patch.files if f.old_path and f.old_path != f.path}
-    deleted = {f.path for f in patch.files if f.status == "deleted"}
-    new = [
-        f.model_copy(update={"blocking": is_blocking(f.code, select)})
-        for f in candidate
-        if f.line in added.get(f.path, set())
-    ]
-    remaining = {(f.path, f.code) for f in candidate}
-    fixed = []
-    for f in baseline:
-        now_path = renamed.get(f.path, f.path)
-        gone = (
-            f.path in deleted
-            or f.line in removed.get(f.path, set())
-            or (now_path, f.code) not in remaining
-        )
-        if gone:
-            fixed.append(f.model_copy(update={"blocking": is_blocking(f.code, select)}))
-    return LintSummary(new=_sorted(new), fixed=_sorted(fixed))
-
-
-def _sorted(findings: list[LintFinding]) -> list[LintFinding]:
-    return sorted(findings, key=lambda f: (f.path, f.line, f.col, f.code))
 
 
 def test_summary(

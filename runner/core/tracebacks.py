@@ -1,5 +1,7 @@
 """Python traceback parsing, shared by the repro check and the Claude fix loop.
 
+Matching an expected error and mapping frames to the repository: runner.core.errormatch.
+
 Pure functions on text. The parser reads output the way a person does: it finds the
 ``Traceback (most recent call last):`` blocks among other lines, follows chained
 exceptions, exception groups and ``SyntaxError`` blocks, and reports the last
@@ -16,15 +18,19 @@ still end up in the message; matching is by prefix, so that never changes a matc
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
-from pydantic import Field
-
-from runner.models import Model
+from runner.models.tracebacks import (
+    ChainRelation,
+    ExceptionInfo,
+    ExpectedError,
+    Frame,
+    RepoFrame,
+    SyntaxLocation,
+    Traceback,
+)
 
 __all__ = [
     "ExceptionInfo",
@@ -33,100 +39,11 @@ __all__ = [
     "RepoFrame",
     "SyntaxLocation",
     "Traceback",
-    "contains_error",
     "iter_exceptions",
-    "matches_expected",
     "parse_all_exceptions",
-    "parse_expected",
     "parse_last_exception",
     "parse_traceback",
-    "repo_frames",
-    "repo_relative",
 ]
-
-ChainRelation = Literal["cause", "context"]
-
-# --------------------------------------------------------------------------- models
-
-
-class Frame(Model):
-    """One ``File "…", line N, in func`` entry of a traceback."""
-
-    path: str = Field(description="File path exactly as printed.")
-    line: int = Field(description="Line number.")
-    function: str = Field(description="Function name, '<module>' for module level.")
-    source: str | None = Field(default=None, description="The source line, stripped.")
-
-
-class SyntaxLocation(Model):
-    """Where a SyntaxError points: the ``File "…", line N`` entry without a function."""
-
-    path: str = Field(description="File path exactly as printed.")
-    line: int = Field(description="Line number.")
-    text: str | None = Field(default=None, description="The offending source line, stripped.")
-    column: int | None = Field(
-        default=None, description="1-based column of the first caret, relative to the text."
-    )
-
-
-class ExceptionInfo(Model):
-    """One exception as Python printed it, with the chain that led to it."""
-
-    type: str = Field(description="Type as printed, with its module path when shown.")
-    short_type: str = Field(description="Last component of the type.")
-    message: str = Field(default="", description="Message; may span lines.")
-    frames: list[Frame] = Field(
-        default_factory=list, description="Frames of this exception, outermost first."
-    )
-    syntax: SyntaxLocation | None = Field(
-        default=None, description="Location of a SyntaxError (or subclass)."
-    )
-    is_group: bool = Field(default=False, description="An ExceptionGroup or subclass.")
-    exceptions: list[ExceptionInfo] = Field(
-        default_factory=list, description="Sub-exceptions of a group, in printed order."
-    )
-    chain: list[ExceptionInfo] = Field(
-        default_factory=list,
-        description="Earlier exceptions of the chain, oldest first (each with an empty chain).",
-    )
-    linked_by: ChainRelation | None = Field(
-        default=None,
-        description=(
-            "For chain members: how the next exception relates to this one "
-            "('cause': raise … from; 'context': raised while handling it)."
-        ),
-    )
-
-    @property
-    def summary(self) -> str:
-        """``Type: first line of the message`` (just ``Type`` for an empty message)."""
-        first = self.message.splitlines()[0].strip() if self.message.strip() else ""
-        return f"{self.type}: {first}" if first else self.type
-
-
-class Traceback(Model):
-    """One printed traceback: its frames and its (last) exception with the chain."""
-
-    frames: list[Frame] = Field(description="Frames of the last exception, outermost first.")
-    exception: ExceptionInfo = Field(description="The last exception, with its chain.")
-
-
-class ExpectedError(Model):
-    """An expected error, as given by ``Type`` or ``Type: message prefix``."""
-
-    type: str = Field(description="Type as given (a dotted module path is allowed).")
-    short_type: str = Field(description="Last component of the type: what is compared.")
-    message: str | None = Field(
-        default=None, description="Message prefix, whitespace-normalised; None: any message."
-    )
-
-
-class RepoFrame(Model):
-    """A frame mapped to a file of the repository (an edit target)."""
-
-    frame: Frame = Field(description="The frame as printed.")
-    repo_path: str = Field(description="Repository-relative POSIX path.")
-
 
 # --------------------------------------------------------------------------- patterns
 
@@ -156,10 +73,6 @@ _LOG_RECORD = re.compile(
 _MAX_MESSAGE_LINES = 100
 _SYNTAX_TYPES = ("SyntaxError", "IndentationError", "TabError")
 _EXCEPTION_NAME = re.compile(r"(?:Error|Exception|Exit|Interrupt|Warning|Group|Iteration)$")
-
-# Path components that mark a frame as outside the repository (installed or stdlib code).
-_NON_REPO_DIRS = frozenset({"site-packages", "dist-packages"})
-_STDLIB_DIR = re.compile(r"^python\d+(?:\.\d+)?t?$", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------- internals
@@ -561,90 +474,3 @@ def iter_exceptions(info: ExceptionInfo) -> Iterator[ExceptionInfo]:
     yield info
     for member in info.exceptions:
         yield from iter_exceptions(member)
-
-
-def parse_expected(expected: str) -> ExpectedError:
-    """Parse ``Type`` or ``Type: message prefix``; ValueError when the type is not a name."""
-    type_part, sep, message = expected.strip().partition(":")
-    type_part = type_part.strip()
-    if not re.fullmatch(_TYPE, type_part):
-        raise ValueError(
-            f"expected error must look like 'Type' or 'Type: message', got {expected!r}"
-        )
-    return ExpectedError(
-        type=type_part, short_type=_short(type_part), message=_norm(message) if sep else None
-    )
-
-
-def matches_expected(info: ExceptionInfo | None, expected: str | ExpectedError) -> bool:
-    """Whether `info` is the expected error: same short type, message starting with the prefix."""
-    if info is None:
-        return False
-    exp = parse_expected(expected) if isinstance(expected, str) else expected
-    if info.short_type != exp.short_type:
-        return False
-    return exp.message is None or _norm(info.message).startswith(exp.message)
-
-
-def contains_error(output: str, expected: str | ExpectedError) -> bool:
-    """Whether the expected error shows anywhere in `output`: in any traceback, or as text.
-
-    Catches a run that printed the error (``traceback.print_exc()``, a log line, a repr
-    such as ``RuntimeError('…')``) and still exited 0.
-    """
-    exp = parse_expected(expected) if isinstance(expected, str) else expected
-    for top in parse_all_exceptions(output):
-        if any(matches_expected(info, exp) for info in iter_exceptions(top)):
-            return True
-    type_re = rf"(?<![\w]){re.escape(exp.short_type)}"
-    if exp.message is None:
-        pattern = rf"{type_re}(?=:|\(|\s*$)"
-    else:
-        words = [re.escape(word) for word in exp.message.split()]
-        msg_re = r"\s+".join(words)
-        pattern = rf"{type_re}(?::\s*{msg_re}|\(\s*['\"]{msg_re})"
-    return re.search(pattern, output, re.MULTILINE) is not None
-
-
-def repo_relative(frame_path: str, repo_files: set[str] | frozenset[str]) -> str | None:
-    """Map a frame's path to a repository file by the longest path suffix it shares with one.
-
-    Deployment prefixes (/app/, /srv/name/, /home/u/proj/, C:\\…) fall away; installed and
-    standard-library code (site-packages, dist-packages, lib/pythonX.Y, <frozen …>) gives None.
-    """
-    path = frame_path.strip().replace("\\", "/")
-    if not path or path.startswith("<"):
-        return None
-    path = re.sub(r"^[A-Za-z]:", "", path)
-    parts = [part for part in path.split("/") if part not in ("", ".")]
-    lowered = [part.lower() for part in parts]
-    if any(part in _NON_REPO_DIRS for part in lowered):
-        return None
-    for a, b in itertools.pairwise(lowered):
-        if a in ("lib", "lib64") and _STDLIB_DIR.match(b):
-            return None
-    for size in range(len(parts), 0, -1):
-        candidate = "/".join(parts[-size:])
-        if candidate in repo_files:
-            return candidate
-    return None
-
-
-def repo_frames(info: ExceptionInfo, repo_files: set[str] | frozenset[str]) -> list[RepoFrame]:
-    """The frames of `info` (and of its syntax location) that map to repository files."""
-    result: list[RepoFrame] = []
-    for frame in info.frames:
-        repo_path = repo_relative(frame.path, repo_files)
-        if repo_path is not None:
-            result.append(RepoFrame(frame=frame, repo_path=repo_path))
-    if info.syntax is not None:
-        repo_path = repo_relative(info.syntax.path, repo_files)
-        if repo_path is not None:
-            frame = Frame(
-                path=info.syntax.path,
-                line=info.syntax.line,
-                function="<syntax error>",
-                source=info.syntax.text,
-            )
-            result.append(RepoFrame(frame=frame, repo_path=repo_path))
-    return result

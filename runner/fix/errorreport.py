@@ -13,7 +13,8 @@ from pathlib import PurePosixPath
 
 from pydantic import Field, field_validator, model_validator
 
-from runner.core.tracebacks import ExceptionInfo, RepoFrame, parse_last_exception, repo_frames
+from runner.core.errormatch import repo_frames
+from runner.core.tracebacks import ExceptionInfo, RepoFrame, parse_last_exception
 from runner.models import Model
 
 __all__ = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from runner.models.base import Model
-from runner.models.patch import ParsedPatch
+from runner.models.patch import ParsedPatch, SourceChange
 from runner.models.results import Comparison, LintSummary, SuiteRun
 from runner.models.verdict import AppliedWith, ReproRun
 
@@ -27,3 +27,8 @@ class Evidence(Model):
     comparison: Comparison | None = Field(default=None, description="After re-runs.")
     lint: LintSummary | None = Field(default=None, description="None when lint did not run.")
     repro: list[ReproRun] = Field(default_factory=list, description="Repro commands' results.")
+    expect_error: str | None = Field(default=None, description="--expect-error, when given.")
+    sources: list[SourceChange] = Field(
+        default_factory=list,
+        description="Changed Python files, before and after (capped reads).",
+    )

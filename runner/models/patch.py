@@ -74,3 +74,15 @@ class ParsedPatch(Model):
         out = {f.path for f in self.files}
         out.update(f.old_path for f in self.files if f.old_path)
         return out
+
+
+class SourceChange(Model):
+    """A changed file's text before and after the candidate, for analysis of its code."""
+
+    path: str = Field(description="Path in the candidate's tree.")
+    before: str | None = Field(
+        default=None, description="Text on the baseline; None when added or unreadable."
+    )
+    after: str | None = Field(
+        default=None, description="Text on the candidate; None when deleted or unreadable."
+    )

@@ -89,6 +89,11 @@ class Comparison(Model):
         default_factory=list, description="Ids whose outcome changed: the ones to re-run."
     )
     flaky: list[str] = Field(default_factory=list, description="Flipped across re-runs.")
+    order_dependent: list[str] = Field(
+        default_factory=list,
+        description="Regressions that failed in the suite but passed in every re-run of their "
+        "module: state left by another test; still in pass_to_fail.",
+    )
 
 
 class LintFinding(Model):
@@ -97,9 +102,15 @@ class LintFinding(Model):
     path: str
     line: int
     col: int
-    code: str
+    code: str = Field(
+        description="flake8's code, or NOQA (schema 1.2): a noqa comment the candidate added; "
+        "the message names the codes it hides."
+    )
     message: str
-    blocking: bool = Field(default=False, description="Matches the policy's blocking codes.")
+    blocking: bool = Field(
+        default=False,
+        description="Matches the policy's blocking codes (NOQA: hides one that does).",
+    )
 
 
 class LintSummary(Model):

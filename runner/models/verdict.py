@@ -12,7 +12,8 @@ from runner.models.results import LintSummary, RunCounts
 from runner.models.run import Limits
 
 # 1.1: repro (with its `problem` field) and `host`, added after 1.0; additive only.
-SCHEMA_VERSION = "1.1"
+# 1.2: the error_not_suppressed check, NOQA lint findings, structural tests_not_weakened.
+SCHEMA_VERSION = "1.2"
 Status = Literal["verified", "rejected", "error"]
 AppliedWith = Literal["clean", "3way", "already_applied", "not_applied"]
 
@@ -20,9 +21,14 @@ AppliedWith = Literal["clean", "3way", "already_applied", "not_applied"]
 class Check(Model):
     """One named rule of the policy and whether the candidate met it."""
 
-    name: str
+    name: str = Field(
+        description="The rule: applies, reproduced, reproduced_by_command (with repro "
+        "commands), no_regressions, lint, scope, tests_not_weakened (asserts compared "
+        "structurally), error_not_suppressed (no added handler hides the reported error; "
+        "schema 1.2). Other names may be added."
+    )
     passed: bool
-    detail: str = ""
+    detail: str = Field(default="", description="Why it passed or failed, for a person.")
     required: bool = Field(default=True, description="Whether the policy requires it.")
 
 

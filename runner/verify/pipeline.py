@@ -31,6 +31,7 @@ from runner import __version__
 from runner.common.files import read_regular
 from runner.common.logs import bind_job, unbind_job
 from runner.config import Settings
+from runner.core.lint import noqa_findings
 from runner.core.patch import parse_patch, patch_stats, split_test_part
 from runner.core.policy import Policy, judge, load_policy
 from runner.core.repro import (
@@ -49,6 +50,7 @@ from runner.core.suite import (
     lint_diff,
     parse_flake8,
     parse_junit,
+    rerun_selection,
     test_summary,
 )
 from runner.environments.builds import EnvImage, commit_date, ensure_env_image
@@ -77,6 +79,7 @@ from runner.models import (
     Resources,
     RunResult,
     RunSpec,
+    SourceChange,
     SuiteRun,
     Verdict,
 )
@@ -116,6 +119,7 @@ PYTEST_ARGS = [
 # Early re-runs of the candidate (beside its main run) get their own results folder, so a
 # later re-run of the same tree never reads their files.
 EARLY_PHASE = "candidate-rerun-early"
+SOURCE_READ_BYTES = 1_000_000
 EARLY_RERUN_MAX = 20
 _SUITE_RUNS = TypeAdapter(list[SuiteRun])
 _T = TypeVar("_T")
@@ -335,7 +339,9 @@ def _intake(state: Job) -> tuple[ParsedPatch, ParsedPatch | None, str, str]:
 
 def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event | None) -> None:
     parsed, test_parsed, test_part, whole = _intake(state)
-    state.evidence = state.evidence.model_copy(update={"fail_to_pass_ids": state.job.fail_to_pass})
+    state.evidence = state.evidence.model_copy(
+        update={"fail_to_pass_ids": state.job.fail_to_pass, "expect_error": state.job.expect_error}
+    )
     with state.phase("checkout", "fetching the repository"):
         url = validate_repo_url(state.job.repo, runtime.settings.security.allow_local_repos)
         mirror, commit = runtime.mirrors.resolve(url, state.job.base)
@@ -361,8 +367,13 @@ def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event 
         candidate_dir = candidate_future.result()
         state.timings["checkout"] += round(time.monotonic() - waited, 3)
     with state.phase("apply", "applying the patches"):
+        # the base's text, before the candidate's test part lands in the baseline tree
+        befores = _read_befores(baseline_dir, parsed)
         applied = _apply(state, baseline_dir, candidate_dir, parsed, test_parsed, test_part, whole)
-        state.evidence = state.evidence.model_copy(update={"applied_with": applied})
+        sources = _source_changes(befores, candidate_dir, parsed)
+        state.evidence = state.evidence.model_copy(
+            update={"applied_with": applied, "sources": sources}
+        )
         baseline_tree = tree_id(baseline_dir)
     _runs(state, runtime, baseline_dir, candidate_dir, baseline_tree, parsed, cancel)
 
@@ -386,6 +397,41 @@ def _apply(
         apply_patch(baseline_dir, test_part, allow_3way, "candidate's test part")
     check_paths_against_tree(candidate_dir, sorted(parsed.paths()))
     return apply_patch(candidate_dir, whole, allow_3way, "candidate patch")
+
+
+def _read_befores(baseline_dir: Path, parsed: ParsedPatch) -> dict[str, str | None]:
+    """The base's text of each changed Python file, by its path in the candidate."""
+    return {
+        change.path: None
+        if change.status == "added"
+        else _read_source(baseline_dir, change.old_path or change.path)
+        for change in parsed.files
+        if change.path.endswith(".py")
+    }
+
+
+def _source_changes(
+    befores: dict[str, str | None], candidate_dir: Path, parsed: ParsedPatch
+) -> list[SourceChange]:
+    """Changed Python files before and after, read before anything runs in the trees."""
+    out = []
+    for change in parsed.files:
+        if change.path not in befores:
+            continue
+        after = None if change.status == "deleted" else _read_source(candidate_dir, change.path)
+        out.append(SourceChange(path=change.path, before=befores[change.path], after=after))
+    return out
+
+
+def _read_source(tree: Path, relative: str) -> str | None:
+    # capped and never through a link: the tree is the repository's, not ours
+    path = tree / relative
+    if not path.resolve().is_relative_to(tree.resolve()):
+        return None
+    data = read_regular(path, SOURCE_READ_BYTES)
+    if data is None or len(data) > SOURCE_READ_BYTES:
+        return None
+    return data.decode("utf-8", "replace")
 
 
 def _runs(
@@ -521,8 +567,9 @@ def _reruns(
     early: tuple[list[str], list[SuiteRun]] | None,
     cancel: threading.Event | None,
 ) -> Comparison:
-    """Re-run the changed tests in both trees; reuse cached baseline and early candidate runs."""
-    changed = comparison.changed
+    """Re-run the changed tests (a regression's whole module) in both trees; reuse cached runs."""
+    # a regression re-runs in its whole module: the conditions it failed under
+    changed = rerun_selection(comparison)
     rerun_key = _rerun_key(key, state.policy.reruns, changed)
     baseline_runs = _load_reruns(runtime, rerun_key)
     candidate_runs = early[1] if early is not None and _covers(*early, changed) else None
@@ -735,6 +782,9 @@ def _lint(
         parts.append(f"cd /base && flake8 {shlex.join(options + old_files)}")
     parts.append("echo '::fixrunner-candidate::'")
     parts.append(f"cd /cand && flake8 {shlex.join(options + files)}")
+    # Again without noqa: what only this run reports is what noqa comments hide.
+    parts.append("echo '::fixrunner-unsuppressed::'")
+    parts.append(f"flake8 --disable-noqa {shlex.join(options + files)}")
     spec = RunSpec(
         image=state.env.id if state.env else "",
         command=["sh", "-c", " ; ".join(parts)],
@@ -754,9 +804,13 @@ def _lint(
         before_text = cached
     elif key and marker and result.exit_code == 0 and not result.output_truncated:
         _store_text(runtime, f"{key}.lint.txt", before_text)
+    after_text, _, unsuppressed_text = after_text.partition("::fixrunner-unsuppressed::")
     before = parse_flake8(before_text, lint_policy.blocking_select)
     after = parse_flake8(after_text, lint_policy.blocking_select)
-    return lint_diff(before, after, parsed, lint_policy.blocking_select)
+    summary = lint_diff(before, after, parsed, lint_policy.blocking_select)
+    unsuppressed = parse_flake8(unsuppressed_text, lint_policy.blocking_select)
+    hiding = noqa_findings(parsed, after, unsuppressed, lint_policy.blocking_select)
+    return summary.model_copy(update={"new": summary.new + hiding})
 
 
 def _has_flake8_config(tree: Path) -> bool:

@@ -1,0 +1,203 @@
+"""Suppression analysis: a candidate that hides the reported error instead of fixing it.
+
+Pure: the before/after text of the changed source files and the reported exception
+types in, findings out. A finding is a handler the candidate added that catches the
+reported type or a broader one (bare ``except``, ``Exception``, ``BaseException``,
+``contextlib.suppress(...)``) without re-raising, or a ``raise`` of the reported type
+the candidate deleted from a function on the error's traceback.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from runner.models import SourceChange
+
+__all__ = ["BROAD_TYPES", "Suppression", "suppressions"]
+
+# Catching one of these catches (almost) any error a fix could be hiding.
+BROAD_TYPES = frozenset({"Exception", "BaseException"})
+_BARE = "<bare>"
+# Cap on parsed source: a generated file of megabytes is not where a fix hides an error.
+_MAX_SOURCE_CHARS = 2_000_000
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """One way the candidate hides the error, with where it happens."""
+
+    path: str
+    line: int
+    function: str
+    what: str
+
+    def describe(self) -> str:
+        """``path:line in function: what`` for a check's detail."""
+        return f"{self.path}:{self.line} in {self.function}: {self.what}"
+
+
+@dataclass(frozen=True)
+class _Handler:
+    caught: tuple[str, ...]
+    reraises: bool
+    line: int
+    kind: str  # "except" or "suppress"
+
+
+def suppressions(
+    sources: Iterable[SourceChange],
+    error_types: Iterable[str],
+    traceback_functions: Iterable[tuple[str, str]] = (),
+) -> list[Suppression]:
+    """Handlers added to hide one of ``error_types``, and raises of them deleted.
+
+    ``traceback_functions`` are (repo path, function name) pairs of the error's frames;
+    a deleted ``raise`` counts only in those functions (elsewhere it may be the fix).
+    """
+    wanted = {_short(t) for t in error_types if t}
+    if not wanted:
+        return []
+    on_traceback = set(traceback_functions)
+    found: list[Suppression] = []
+    for change in sources:
+        if change.after is None:
+            continue
+        after = _functions(change.after)
+        before = _functions(change.before) if change.before is not None else {}
+        if after is None:
+            continue  # the candidate's file does not parse: lint reports that
+        before = before or {}
+        for name, node in after.items():
+            old = before.get(name)
+            found += _added_handlers(change.path, name, node, old, wanted)
+            if old is not None and (change.path, name.rsplit(".", 1)[-1]) in on_traceback:
+                found += _deleted_raises(change.path, name, old, node, wanted)
+    return sorted(found, key=lambda s: (s.path, s.line))
+
+
+def _short(type_name: str) -> str:
+    return type_name.strip().rsplit(".", 1)[-1]
+
+
+def _functions(text: str | None) -> dict[str, ast.AST] | None:
+    """Every function and the module body, by qualified name; None when it does not parse."""
+    if text is None or len(text) > _MAX_SOURCE_CHARS:
+        return None
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+    out: dict[str, ast.AST] = {"<module>": tree}
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                name = f"{prefix}{child.name}"
+                if not isinstance(child, ast.ClassDef):
+                    out[name] = child
+                visit(child, name + ".")
+            else:
+                visit(child, prefix)
+
+    visit(tree, "")
+    return out
+
+
+def _own_nodes(node: ast.AST) -> Iterator[ast.AST]:
+    """Nodes of this function's own body, not of functions or classes nested in it."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
+            continue
+        yield child
+        yield from _own_nodes(child)
+
+
+def _handlers(node: ast.AST) -> list[_Handler]:
+    out = []
+    for child in _own_nodes(node):
+        if isinstance(child, ast.ExceptHandler):
+            caught = _caught(child.type)
+            reraises = any(isinstance(n, ast.Raise) for n in ast.walk(child))
+            out.append(_Handler(caught, reraises, child.lineno, "except"))
+        elif isinstance(child, ast.With | ast.AsyncWith):
+            for item in child.items:
+                call = item.context_expr
+                if isinstance(call, ast.Call) and _name(call.func) == "suppress":
+                    caught = tuple(sorted(t for arg in call.args for t in _caught(arg)))
+                    out.append(_Handler(caught, False, child.lineno, "suppress"))
+    return out
+
+
+def _caught(expr: ast.expr | None) -> tuple[str, ...]:
+    if expr is None:
+        return (_BARE,)
+    if isinstance(expr, ast.Tuple):
+        return tuple(sorted(n for elt in expr.elts if (n := _name(elt))))
+    name = _name(expr)
+    return (name,) if name else ()
+
+
+def _name(expr: ast.expr) -> str:
+    if isinstance(expr, ast.Name):
+        return expr.id
+    if isinstance(expr, ast.Attribute):
+        return expr.attr
+    return ""
+
+
+def _hides(handler: _Handler, wanted: set[str]) -> bool:
+    if handler.reraises:
+        return False
+    return any(t == _BARE or t in BROAD_TYPES or t in wanted for t in handler.caught)
+
+
+def _added_handlers(
+    path: str, name: str, node: ast.AST, old: ast.AST | None, wanted: set[str]
+) -> list[Suppression]:
+    # Compare by what a handler catches, not by line: the candidate's edits move lines.
+    before = Counter((h.kind, h.caught) for h in _handlers(old) if _hides(h, wanted)) if old else {}
+    seen: Counter[tuple[str, tuple[str, ...]]] = Counter()
+    found = []
+    for handler in _handlers(node):
+        if not _hides(handler, wanted):
+            continue
+        key = (handler.kind, handler.caught)
+        seen[key] += 1
+        if seen[key] > before.get(key, 0):
+            caught = ", ".join(t if t != _BARE else "everything (bare except)" for t in key[1])
+            form = "contextlib.suppress" if handler.kind == "suppress" else "except"
+            found.append(
+                Suppression(
+                    path, handler.line, name, f"adds {form} catching {caught} without re-raising"
+                )
+            )
+    return found
+
+
+def _raises(node: ast.AST, wanted: set[str]) -> list[tuple[str, int]]:
+    out = []
+    for child in _own_nodes(node):
+        if isinstance(child, ast.Raise) and child.exc is not None:
+            exc = child.exc.func if isinstance(child.exc, ast.Call) else child.exc
+            if (name := _name(exc)) in wanted:
+                out.append((name, child.lineno))
+    return out
+
+
+def _deleted_raises(
+    path: str, name: str, old: ast.AST, new: ast.AST, wanted: set[str]
+) -> list[Suppression]:
+    before = _raises(old, wanted)
+    after = Counter(t for t, _ in _raises(new, wanted))
+    found = []
+    for exc_type, line in before:
+        if after[exc_type] > 0:
+            after[exc_type] -= 1
+            continue
+        found.append(
+            Suppression(path, line, name, f"deletes the raise of {exc_type} (baseline line {line})")
+        )
+    return found
