@@ -111,7 +111,8 @@ def parse_command(line: str) -> tuple[str, dict[str, str], str]:
 def annotation_lines(stdout: str) -> list[str]:
     """Workflow commands outside ::stop-commands:: blocks (the ones GitHub acts on)."""
     out, stopped = [], None
-    for line in stdout.splitlines():
+    # the runner reads lines as .NET does: CR, LF or CRLF end one (not U+2028, FS, …)
+    for line in re.split(r"\r\n|\r|\n", stdout):
         if stopped is not None:
             if line == f"::{stopped}::":
                 stopped = None
@@ -246,7 +247,7 @@ def test_summary_has_badge_checks_tests_lint_timings_and_logs() -> None:
     md = render_summary(_verdict())
     assert md.startswith("## ❌ **REJECTED** fixrunner")
     assert "| check | result | detail |" in md
-    assert "| no_regressions | ❌ fail | 1 passing test(s) broke |" in md
+    assert "| no\\_regressions | ❌ fail | 1 passing test(s) broke |" in md
     assert "| scope | ⚠️ advisory | big |" in md
     assert "**Regressions (pass → fail)** (1)" in md
     assert "`tests/test_a.py::test_fixed`" in md
@@ -622,7 +623,7 @@ def test_action_with_fail_on_never_passes_a_rejected_patch_and_annotates_it(
     assert outputs["verdict"] == "rejected"
     assert "no_regressions" in outputs["summary"]
     summary = (gh / "summary.md").read_text(encoding="utf-8")
-    assert "| no_regressions | ❌ fail |" in summary
+    assert "| no\\_regressions | ❌ fail |" in summary
     assert "| `app/seed.py` | 6 | F401 |" in summary
 
     parsed = [parse_command(line) for line in annotation_lines(done.stdout)]

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from runner.core.suite import parse_junit
 from runner.models import Model, TestResult, Verdict
+from runner.reports.text import printable
 
 JUNIT_MAX_BYTES = 50 * 2**20
 LOG_TAIL_LINES = 60
@@ -152,7 +153,7 @@ def _repo_path(path: str) -> str:
 
 def _code(text: str, table: bool = False) -> str:
     """A Markdown code span: one line, fenced past its backticks; pipes escaped in a table."""
-    text = " ".join(text.split())
+    text = " ".join(printable(text).split())
     if table:
         # GFM splits table cells before code spans; "\\|" is its escape for a pipe there
         text = text.replace("|", "\\|")
@@ -164,10 +165,23 @@ def _code(text: str, table: bool = False) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
+# Characters with an inline meaning in GitHub's Markdown (emphasis, links, code, tables,
+# strikethrough, escapes); a backslash makes each literal.
+_INLINE = re.compile(r"([\\`*_\[\]|~!])")
+# What would open a block at the start of a line: heading, list item, quote, setext rule.
+_BLOCK_START = re.compile(r"^(?:[#+=-]|\d+(?=[.)]))")
+
+
 def _cell(text: str) -> str:
-    """Plain text for a table cell: one line, no pipes, no HTML."""
-    text = " ".join(text.split())
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    """Plain text for Markdown: one line, no markup, no HTML, no table breaks."""
+    text = " ".join(printable(text).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _INLINE.sub(r"\\\1", text)
+    if match := _BLOCK_START.match(text):
+        # "1." and "1)" stay a number: the escape goes on their delimiter
+        at = match.end() if match.group()[0].isdigit() else 0
+        text = f"{text[:at]}\\{text[at:]}"
+    return text
 
 
 def _id_list(title: str, ids: list[str]) -> list[str]:
@@ -188,7 +202,7 @@ def _fenced(text: str) -> list[str]:
 
 def _tail(text: str) -> str:
     lines = text.rstrip("\n").splitlines()[-LOG_TAIL_LINES:]
-    return "\n".join(lines)[-LOG_TAIL_CHARS:]
+    return printable("\n".join(lines)[-LOG_TAIL_CHARS:])
 
 
 def render_summary(verdict: Verdict) -> str:

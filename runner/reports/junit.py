@@ -7,6 +7,7 @@ is rebuilt from the verdict: only the tests the verdict names, marked as such.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -15,6 +16,19 @@ from runner.models import Verdict
 
 JUNIT_MAX_BYTES = 50 * 2**20
 SIDES = ("baseline", "candidate")
+# Characters XML 1.0 cannot hold at all, even escaped (most C0 controls, surrogates,
+# U+FFFE/U+FFFF): a test id or message with one would make the whole file unreadable.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(value: str) -> str:
+    """The value with characters XML cannot carry written as ``\\xNN`` / ``\\uNNNN``."""
+
+    def show(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return _NOT_XML.sub(show, value)
 
 
 def write_junit(verdict: Verdict, job_folder: Path | None, out_dir: Path) -> list[Path]:
@@ -41,7 +55,7 @@ def _kept(path: Path) -> bytes | None:
 
 
 def _case(suite: ET.Element, test_id: str, failed: bool, message: str) -> None:
-    parts = test_id.split("::")
+    parts = xml_text(test_id).split("::")
     path, name = parts[0], parts[-1]
     module = path.removesuffix(".py").replace("/", ".")
     classname = ".".join([module, *parts[1:-1]])
@@ -79,7 +93,7 @@ def rebuild(verdict: Verdict, side: str) -> bytes:
         ("fixrunner.job_id", verdict.job_id),
         *((f"fixrunner.counts.{k}", str(v)) for k, v in counts.model_dump().items()),
     ):
-        ET.SubElement(props, "property", name=key, value=value)
+        ET.SubElement(props, "property", name=key, value=xml_text(value))
     for test_id, failed, message in rows:
         _case(suite, test_id, failed, message)
     data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,85 @@
+"""`runner fix`: ask Claude for a fix of an error report and verify each attempt."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from runner.cli.common import stderr
+from runner.common.logs import configure_logging
+from runner.config import load_settings
+from runner.errors import UsageError
+
+
+def add_fix_command(sub: Any) -> None:
+    """Add `runner fix` to the `runner` parser's subparsers."""
+    fix = sub.add_parser(
+        "fix",
+        help="ask Claude for a fix of an error report and verify it (exit 0 verified, "
+        "1 none verified, 2 error)",
+    )
+    fix.add_argument("--repo", required=True, help="repository: local path or git URL")
+    fix.add_argument("--base", default="HEAD", help="revision that failed (default HEAD)")
+    fix.add_argument(
+        "--error", required=True, type=Path, help="error report: JSON, or a traceback as printed"
+    )
+    fix.add_argument("--max-attempts", type=int, default=None, help="default: [fixer] max_attempts")
+    fix.add_argument("--json", action="store_true", help="print the result JSON alone on stdout")
+    fix.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help="write fix.diff, test.diff, PR.md, result.json",
+    )
+    fix.set_defaults(func=_cmd_fix)
+
+
+def _cmd_fix(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+    from rich.markup import escape
+
+    from runner.fix.errorreport import ErrorReport
+    from runner.fix.loop import make_client, run_fix, write_outputs
+    from runner.verify.pipeline import Runtime
+
+    settings = load_settings(args.config)
+    configure_logging("warning")
+    if args.max_attempts is not None and args.max_attempts < 1:
+        raise UsageError("runner fix: --max-attempts must be at least 1")
+    try:
+        report = ErrorReport.from_text(args.error.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"runner fix: cannot read {args.error}: {exc.strerror}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'report'}: {e['msg']}" for e in exc.errors()
+        )
+        raise UsageError(f"runner fix: {args.error} is not an error report: {problems}") from exc
+    make_client(settings.fixer)  # a missing API key is one line before any work starts
+    repo = args.repo
+    if "://" not in repo and Path(repo).exists():
+        repo = str(Path(repo).resolve())
+    runtime = Runtime.start(settings)
+
+    def progress(phase: str, message: str) -> None:
+        stderr.print(f"[dim]>[/dim] {phase:<9} {escape(message)}")
+
+    result = run_fix(
+        report, repo, args.base, runtime, settings, progress, max_attempts=args.max_attempts
+    )
+    if args.output_dir is not None:
+        write_outputs(result, args.output_dir)
+    if args.json:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+    else:
+        for attempt in result.attempts:
+            tokens = f"{attempt.input_tokens} in / {attempt.output_tokens} out"
+            print(f"attempt {attempt.number}: {attempt.status} ({tokens})")
+            for reason in attempt.reasons:
+                print(f"  - {reason}")
+        print(f"{result.status.upper()}: {result.summary}")
+        if args.output_dir is not None:
+            print(f"wrote {args.output_dir}")
+    return {"verified": 0, "not_verified": 1, "error": 2}[result.status]
