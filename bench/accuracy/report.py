@@ -65,9 +65,11 @@ def render(cases: list[Case], results: dict[str, dict[str, Any]], note: str = ""
         first = rows[0][0]
         cells = [f"{r.status} ({MARK[g.right]})" for r, g in rows]
         secs = " / ".join(f"{r.seconds:.0f}" for r, _ in rows)
+        build = cold.get(case.id, 0.0)
+        build_cell = f"{build:.0f}" if build > 0 else "cached"
         out.append(
             f"| [{case.id}]({case.repo}/commit/{case.fix}) | {case.date} | {first.resolution}"
-            f" | {first.python} | {cold.get(case.id, 0.0):.0f} | {' | '.join(cells)} | {secs} |"
+            f" | {first.python} | {build_cell} | {' | '.join(cells)} | {secs} |"
         )
     out += ["", "## Misses and their class", ""]
     for case in cases:
