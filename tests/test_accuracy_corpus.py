@@ -20,6 +20,7 @@ from corpus import (
     fail_to_pass,
     grade,
     load_corpus,
+    miss_class,
     noop_patch,
     outcomes,
     totals,
@@ -192,3 +193,16 @@ def test_the_report_names_every_miss_with_its_class() -> None:
     )
     assert "other-0002: not run yet" in text
     assert "median cold environment build: 42.0 s" in text
+
+
+def test_an_old_pytest_on_a_new_python_is_classed_from_the_verdicts_versions() -> None:
+    case = make_case(miss_classes={"noop": "hand-made class"})
+    old = WayResult.model_validate(
+        {"way": "fix", "status": "error", "python": "3.11.2", "tools": {"pytest": "6.2.4"}}
+    )
+    assert miss_class(case, old).startswith("7, one Python for every era: pytest 6.2.4")
+    fine = old.model_copy(update={"tools": {"pytest": "6.2.5"}})
+    assert miss_class(case, fine) == "unclassified"
+    rejected = old.model_copy(update={"status": "rejected"})
+    assert miss_class(case, rejected) == "unclassified"
+    assert miss_class(case, old.model_copy(update={"way": "noop"})) == "hand-made class"

@@ -180,6 +180,8 @@ class WayResult(Model):
     python: str = ""
     resolution: str = ""
     image: str = ""
+    tools: dict[str, str] = Field(default_factory=dict, description="Tool versions used.")
+    job_id: str = ""
 
 
 class Grade(Model):
@@ -210,6 +212,33 @@ def grade(case: Case, result: WayResult) -> Grade:
     if result.status == "rejected" and result.failed_checks == ["tests_not_weakened"]:
         return Grade(right=True, reason="rejected for test weakening")
     return Grade(right=False, reason=f"combined diff {result.status}")
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def miss_class(case: Case, result: WayResult) -> str:
+    """The cause of a miss: set by hand in the corpus, or read from the verdict's versions.
+
+    pytest before 6.2.5 cannot start on Python 3.10+ (the issue's class 7, one Python for
+    every era): the verdict's own tool and Python versions show it, no log text needed.
+    """
+    if result.way in case.miss_classes:
+        return case.miss_classes[result.way]
+    pytest_version = result.tools.get("pytest", "")
+    if (
+        result.status == "error"
+        and pytest_version
+        and _version(pytest_version) < (6, 2, 5)
+        and _version(result.python) >= (3, 10)
+    ):
+        return f"7, one Python for every era: pytest {pytest_version} on Python {result.python}"
+    return "unclassified"
 
 
 class Totals(Model):

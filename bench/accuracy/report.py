@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from corpus import WAYS, Case, Grade, WayResult, grade, totals
+from corpus import WAYS, Case, Grade, WayResult, grade, miss_class, totals
 
 MARK = {True: "right", False: "**wrong**"}
 
@@ -76,7 +76,7 @@ def render(cases: list[Case], results: dict[str, dict[str, Any]], note: str = ""
         for result, g in graded.get(case.id, []):
             if g.right:
                 continue
-            klass = case_class(case, result)
+            klass = miss_class(case, result)
             out.append(f"- **{case.id}** · {result.way}: {g.reason} — class: {klass}.")
             if result.summary:
                 out.append(f"  Runner: `{one_line(result.summary)}`")
@@ -101,11 +101,6 @@ def one_line(text: str, limit: int = 300) -> str:
     """A summary on one line, without backticks, capped."""
     flat = " ".join(text.replace("`", "'").split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def case_class(case: Case, result: WayResult) -> str:
-    """The recorded class of a miss (set by hand in the corpus), else 'unclassified'."""
-    return case.miss_classes.get(result.way, "unclassified")
 
 
 def write_report(cases: list[Case], results: dict[str, dict[str, Any]], path: Path) -> None:

@@ -119,6 +119,8 @@ def verify(case: Case, repo: Path, way: str, patch: str, test_patch: str | None)
         python=str(env_info.get("python", "")),
         resolution=str(env_info.get("resolution", "")),
         image=verdict.get("images", {}).get("environment_image", ""),
+        tools={str(k): str(v) for k, v in env_info.get("tools", {}).items()},
+        job_id=str(verdict.get("job_id", "")),
     )
 
 
