@@ -17,7 +17,8 @@ from pathlib import Path
 from corpus import Case, fail_to_pass, outcomes
 
 HERE = Path(__file__).resolve().parent
-# Test tools and the test-only libraries the corpus's suites import; wheels only.
+# Test tools, the test-only libraries the corpus's suites import, and runtime dependencies
+# of corpus projects; wheels only. A project on PYTHONPATH shadows its own wheel.
 WHEELS = [
     "pytest==8.3.5",
     "hypothesis",
@@ -30,6 +31,7 @@ WHEELS = [
     "tomli",
     "sortedcontainers",
     "pytest-mock",
+    "markupsafe",  # jinja's one runtime dependency
     "setuptools",
 ]
 TIMEOUT_S = 600
