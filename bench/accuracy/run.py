@@ -166,7 +166,9 @@ def record_bare(cases: list[Case]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="*", default=None, help="case ids (default: all)")
+    parser.add_argument(
+        "--cases", nargs="*", default=None, help="case ids, run in this order (default: all)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="only the first N cases")
     parser.add_argument("--stage", choices=["all", "bare", "verify", "report"], default="all")
     parser.add_argument("--force", action="store_true", help="re-run finished steps")
@@ -174,8 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "accuracy.md")
     args = parser.parse_args(argv)
     cases = load_corpus()
-    if args.cases:
-        cases = [c for c in cases if c.id in set(args.cases)]
+    if args.cases:  # in the order given
+        by_id = {c.id: c for c in cases}
+        unknown = [i for i in args.cases if i not in by_id]
+        if unknown:
+            parser.error(f"no such case in the corpus: {', '.join(unknown)}")
+        cases = [by_id[i] for i in args.cases]
     if args.limit:
         cases = cases[: args.limit]
     for case in cases:
