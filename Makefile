@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup engine broker images test test-unit lint demo demo-fix bench clean
+.PHONY: setup engine broker images test test-unit lint demo demo-fix bench accuracy clean
 
 setup: $(STAMP) engine broker images ## venv + package + Docker engine + broker + base image
 
@@ -48,6 +48,12 @@ demo-fix: ## the Claude fix loop on the Flask example, against a scripted loopba
 
 bench:
 	$(BIN)/python bench/run.py
+
+# The accuracy corpus (bench/accuracy): bare truth, then verify-patch three ways per case;
+# resumable (results and environment images cached), writes docs/accuracy.md. Not a test.
+# ACCURACY_ARGS="--cases ID ..." or "--limit N" to run part of it.
+accuracy: $(STAMP) engine images
+	$(BIN)/python bench/accuracy/run.py $(ACCURACY_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
