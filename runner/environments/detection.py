@@ -1,0 +1,219 @@
+"""What a repository needs installed: a checkout's declarations read into an InstallPlan.
+
+Detection reads files only (`uv export --frozen` is the one offline subprocess), in
+the order of issue 10: override, lock file, pinned requirement file, unpinned
+declarations.
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from runner.config import Settings
+from runner.environments.locks import from_lock
+from runner.environments.plans import TEST_GROUPS, InstallPlan
+from runner.environments.project import project_info, project_requirements
+from runner.environments.requirements import (
+    ParsedRequirements,
+    dedupe,
+    inside,
+    parse_requirement,
+    parse_requirement_file,
+    parse_requirement_lines,
+    read_toml,
+)
+from runner.errors import ResolutionError
+
+
+def detect(checkout: Path, settings: Settings, repo_key: str = "") -> InstallPlan:
+    """Read the checkout's dependency declarations into an InstallPlan (issue 10's order)."""
+    root = checkout.resolve()
+    pyproject = read_toml(root / "pyproject.toml")
+    plan = (
+        _from_override(root, settings, repo_key)
+        or from_lock(root, pyproject)
+        or _from_pinned_files(root)
+        or _from_declarations(root, pyproject)
+    )
+    override = _override_for(settings, repo_key)
+    project = project_info(root, pyproject)
+    requirements, install = list(plan.requirements), plan.install_project
+    if plan.kind != "locked":
+        requirements, self_extras, named = _split_self(requirements, pyproject)
+        install = install or named
+        extras = tuple(dedupe(plan.project_extras + self_extras))
+        requirements += project_requirements(pyproject, extras) if extras else []
+    if plan.kind in ("pinned", "declared") and project.installable:
+        # Pinned test files (flask's requirements/tests.txt) omit the project's own
+        # dependencies, which the project's install brings in.
+        install = True
+        requirements += project.dependencies
+    install = install and project.installable
+    updates: dict[str, Any] = {
+        "requirements": dedupe(requirements),
+        "install_project": install,
+        "build_requires": project.build_requires if install else [],
+    }
+    pth = ["/work"]
+    if (root / "src").is_dir():
+        pth.append("/work/src")
+    if override is not None:
+        pth += [f"/work/{p.strip('/')}" for p in override.python_path if inside(root, root / p)]
+    updates["pth_paths"] = dedupe(pth)
+    updates["files"] = dedupe(plan.files + project.files)
+    updates["notes"] = plan.notes + project.notes
+    return plan.model_copy(update=updates)
+
+
+def _split_self(
+    requirements: list[str], pyproject: dict[str, Any]
+) -> tuple[list[str], list[str], bool]:
+    # "proj[test]" in a group or requirements file means the project itself with an
+    # extra: resolving it from the index would fetch someone's release, not this tree.
+    name = canonicalize_name(str(pyproject.get("project", {}).get("name", "")))
+    kept: list[str] = []
+    extras: list[str] = []
+    named = False
+    for line in requirements:
+        req = parse_requirement(line)
+        if name and req is not None and canonicalize_name(req.name) == name:
+            extras += sorted(req.extras)
+            named = True
+            continue
+        kept.append(line)
+    return kept, extras, named
+
+
+def _override_for(settings: Settings, repo_key: str) -> Any:
+    if not repo_key:
+        return None
+    for key in (repo_key, repo_key.rstrip("/"), repo_key.removesuffix(".git")):
+        if key in settings.repos:
+            return settings.repos[key]
+    return None
+
+
+def _from_override(root: Path, settings: Settings, repo_key: str) -> InstallPlan | None:
+    override = _override_for(settings, repo_key)
+    if override is None or not override.install:
+        return None
+    parsed = parse_requirement_lines(override.install, root, root, set())
+    return InstallPlan(
+        kind="override",
+        label="runner.toml",
+        files=parsed.files,
+        requirements=parsed.requirements,
+        constraints=parsed.constraints,
+        install_project=parsed.install_project,
+        project_extras=parsed.project_extras,
+        notes=parsed.notes,
+    )
+
+
+def _from_pinned_files(root: Path) -> InstallPlan | None:
+    candidates = [
+        *sorted(root.glob("requirements/test*.txt"), key=_plain_first),
+        *sorted(root.glob("requirements-test*.txt"), key=_plain_first),
+        root / "test-requirements.txt",
+        root / "requirements/dev.txt",
+        root / "requirements-dev.txt",
+    ]
+    for path in candidates:
+        if path.is_file() and inside(root, path):
+            parsed = parse_requirement_file(path, root, set())
+            return _pinned_plan(parsed, path.relative_to(root).as_posix())
+    tox = root / "tox.ini"
+    if tox.is_file():
+        lines = _tox_deps(tox)
+        if lines:
+            parsed = parse_requirement_lines(lines, root, root, set())
+            return _pinned_plan(parsed, "tox.ini", extra_files=("tox.ini",))
+    return None
+
+
+def _plain_first(path: Path) -> tuple[bool, str]:
+    # tests.txt before tests-min.txt or tests-dev.txt: the plain name is the suite's set.
+    return ("-" in path.stem.removeprefix("requirements-"), path.name)
+
+
+def _pinned_plan(
+    parsed: ParsedRequirements, label: str, extra_files: tuple[str, ...] = ()
+) -> InstallPlan:
+    files = dedupe([*extra_files, *parsed.files])
+    if extra_files and parsed.files:
+        label = f"{parsed.files[0]} (via {label})"
+    return InstallPlan(
+        kind="pinned",
+        label=label,
+        files=files,
+        requirements=parsed.requirements,
+        constraints=parsed.constraints,
+        install_project=parsed.install_project,
+        project_extras=parsed.project_extras,
+        notes=parsed.notes,
+    )
+
+
+def _tox_deps(tox: Path) -> list[str]:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(tox.read_text(encoding="utf-8", errors="replace"))
+    except configparser.Error:
+        return []
+    if not parser.has_option("testenv", "deps"):
+        return []
+    lines = []
+    for raw in parser.get("testenv", "deps").splitlines():
+        line = raw.strip().replace("{toxinidir}/", "").replace("{toxinidir}", ".")
+        # Factor-conditional lines and substitutions depend on the tox env: skip them.
+        if not line or "{" in line or re.match(r"^[\w,!-]+:\s", line):
+            continue
+        lines.append(line)
+    return lines
+
+
+def _from_declarations(root: Path, pyproject: dict[str, Any]) -> InstallPlan:
+    requirements: list[str] = []
+    files: list[str] = []
+    groups = pyproject.get("dependency-groups", {})
+    for group in TEST_GROUPS:
+        if group in groups:
+            requirements += _expand_group(groups, group, set())
+            files.append("pyproject.toml")
+    extras = pyproject.get("project", {}).get("optional-dependencies", {})
+    for extra in TEST_GROUPS:
+        if extra in extras:
+            requirements += [str(x) for x in extras[extra]]
+            files.append("pyproject.toml")
+    parsed = ParsedRequirements()
+    plain = root / "requirements.txt"
+    if plain.is_file():
+        parsed = parse_requirement_file(plain, root, set())
+    return InstallPlan(
+        kind="declared",
+        label="pyproject.toml" if "pyproject.toml" in files else "declarations",
+        files=dedupe(files + parsed.files),
+        requirements=dedupe(requirements + parsed.requirements),
+        constraints=parsed.constraints,
+        install_project=parsed.install_project,
+        project_extras=parsed.project_extras,
+        notes=parsed.notes,
+    )
+
+
+def _expand_group(groups: dict[str, Any], name: str, seen: set[str]) -> list[str]:
+    if name in seen:
+        raise ResolutionError(f"[dependency-groups] {name} includes itself")
+    seen = seen | {name}
+    out: list[str] = []
+    for item in groups.get(name, []):
+        if isinstance(item, dict) and "include-group" in item:
+            out += _expand_group(groups, str(item["include-group"]), seen)
+        elif isinstance(item, str):
+            out.append(item)
+    return out

@@ -1,0 +1,147 @@
+"""The project itself, read statically: installable or not, its dependencies, its build."""
+
+from __future__ import annotations
+
+import ast
+import configparser
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+from pydantic import Field
+
+from runner.environments.plans import TEST_GROUPS
+from runner.environments.requirements import dedupe, parse_requirement, req_name, split_lines
+from runner.models import Model
+
+# PEP 517's default for a project without [build-system].
+LEGACY_BUILD_REQUIRES = ["setuptools>=40.8.0", "wheel"]
+
+
+class _Project(Model):
+    installable: bool = False
+    dependencies: list[str] = Field(default_factory=list)
+    build_requires: list[str] = Field(default_factory=list)
+    files: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
+def project_info(root: Path, pyproject: dict[str, Any]) -> _Project:
+    # Read statically: running the repository's setup.py on the host would execute
+    # its code outside the sandbox.
+    files, notes, deps = [], [], []
+    has_build = "build-system" in pyproject
+    has_project = "project" in pyproject
+    # A setup.cfg that only configures tools (flake8, pytest) does not make a project.
+    has_setup = (root / "setup.py").is_file() or _setup_cfg_names_project(root / "setup.cfg")
+    installable = has_build or has_setup or has_project
+    if pyproject:
+        files.append("pyproject.toml")
+    if has_project:
+        deps += project_requirements(pyproject, extras=TEST_GROUPS)
+        dynamic = pyproject["project"].get("dynamic", [])
+        if "dependencies" not in dynamic:
+            has_setup = False
+    if has_setup:
+        cfg_deps, cfg_files = _setup_requirements(root)
+        deps += cfg_deps
+        files += cfg_files
+        if not cfg_deps and (root / "setup.py").is_file():
+            notes.append("setup.py: install_requires is not a literal; dependencies not read")
+    system = pyproject.get("build-system", {})
+    build = system.get("requires")
+    build_requires = [str(x) for x in build] if build else list(LEGACY_BUILD_REQUIRES)
+    # Without build isolation nothing installs what the backend asks for at build
+    # time (get_requires_for_build_editable): setuptools < 70.1 needs wheel, and
+    # older hatchling needs editables.
+    backend = str(system.get("build-backend", "setuptools"))
+    names = {req_name(r) for r in build_requires}
+    if backend.startswith("setuptools") and "wheel" not in names:
+        build_requires.append("wheel")
+    if backend.startswith("hatchling") and "editables" not in names:
+        build_requires.append("editables")
+    return _Project(
+        installable=installable,
+        dependencies=dedupe(deps),
+        build_requires=build_requires,
+        files=files,
+        notes=notes,
+    )
+
+
+def project_requirements(pyproject: dict[str, Any], extras: tuple[str, ...]) -> list[str]:
+    project = pyproject.get("project", {})
+    optional = project.get("optional-dependencies", {})
+    name = canonicalize_name(str(project.get("name", "")))
+    out = [str(x) for x in project.get("dependencies", [])]
+    queue, seen = list(extras), set()
+    while queue:
+        extra = queue.pop(0)
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for line in map(str, optional.get(extra, [])):
+            req = parse_requirement(line)
+            # "pkg[speed]" inside pkg's own extra means another extra of this project,
+            # which the project's install provides, not a release from the index.
+            if name and req is not None and canonicalize_name(req.name) == name:
+                queue += sorted(req.extras)
+            else:
+                out.append(line)
+    return out
+
+
+def _setup_cfg_names_project(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(path.read_text(encoding="utf-8", errors="replace"))
+    except configparser.Error:
+        return False
+    return parser.has_option("metadata", "name")
+
+
+def _setup_requirements(root: Path) -> tuple[list[str], list[str]]:
+    deps: list[str] = []
+    files: list[str] = []
+    cfg = root / "setup.cfg"
+    if cfg.is_file():
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read_string(cfg.read_text(encoding="utf-8", errors="replace"))
+        except configparser.Error:
+            parser = configparser.ConfigParser()
+        files.append("setup.cfg")
+        if parser.has_option("options", "install_requires"):
+            deps += split_lines(parser.get("options", "install_requires"))
+        for extra in TEST_GROUPS:
+            if parser.has_option("options.extras_require", extra):
+                deps += split_lines(parser.get("options.extras_require", extra))
+    setup = root / "setup.py"
+    if setup.is_file():
+        files.append("setup.py")
+        deps += _setup_py_literals(setup)
+    return deps, files
+
+
+def _setup_py_literals(path: Path) -> list[str]:
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+    except SyntaxError:
+        return []
+    out: list[str] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        for kw in node.keywords:
+            try:
+                value = ast.literal_eval(kw.value)
+            except ValueError:
+                continue
+            if kw.arg in ("install_requires", "tests_require") and isinstance(value, list):
+                out += [str(x) for x in value]
+            elif kw.arg == "extras_require" and isinstance(value, dict):
+                for extra in TEST_GROUPS:
+                    out += [str(x) for x in value.get(extra, [])]
+    return out

@@ -1,0 +1,173 @@
+"""An InstallPlan resolved to exact pins on the host with `uv pip compile`.
+
+As of the base commit's date by default; dated resolutions are cached by content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import structlog
+
+from runner.config import Settings
+from runner.environments.hosttools import host_index_args, run_uv, uv_binary
+from runner.environments.plans import TOOLS, InstallPlan, ResolvedEnvironment
+from runner.environments.requirements import dedupe, pin_name_version, req_name
+from runner.errors import ResolutionError
+
+log = structlog.get_logger(__name__)
+
+# Bumped when the resolver's inputs or output format change, so caches start afresh.
+RESOLVER_FORMAT = "1"
+# The platform of the base images: Debian bookworm, glibc 2.36, x86_64.
+PYTHON_PLATFORM = "x86_64-manylinux_2_36"
+
+
+def resolve(
+    plan: InstallPlan,
+    settings: Settings,
+    python: str,
+    commit_date: datetime | None,
+) -> ResolvedEnvironment:
+    """Resolve the plan (plus missing test tools) to exact pins with `uv pip compile`."""
+    as_of = _as_of(settings, commit_date)
+    requirements = list(plan.requirements)
+    tool_sources: dict[str, str] = {}
+    declared = {req_name(r) for r in requirements}
+    force_runner_tools = settings.tools.resolution == "latest"
+    for tool in TOOLS:
+        configured = getattr(settings.tools, tool).strip()
+        if tool in declared and not force_runner_tools:
+            tool_sources[tool] = "repository"
+            continue
+        requirements = [r for r in requirements if req_name(r) != tool]
+        requirements.append(_tool_requirement(tool, configured))
+        tool_sources[tool] = "runner.toml" if configured else ("latest" if not as_of else "as-of")
+    notes = list(plan.notes)
+    cache = _cache_path(settings, plan, requirements, python, as_of)
+    if cache is not None and cache.is_file():
+        try:
+            return ResolvedEnvironment.model_validate_json(cache.read_text(encoding="utf-8"))
+        except ValueError:
+            cache.unlink(missing_ok=True)
+    install_project = plan.install_project
+    pins: list[str] | None = None
+    if install_project and plan.build_requires:
+        try:
+            pins = compile_requirements(
+                requirements + plan.build_requires, plan.constraints, python, as_of
+            )
+        except ResolutionError as exc:
+            # The suite can still import the tree through the .pth file.
+            install_project = False
+            notes.append(f"build requirements did not resolve, project not installed: {exc}")
+    if pins is None:
+        pins = compile_requirements(requirements, plan.constraints, python, as_of)
+    versions = dict(pin_name_version(pin) for pin in pins)
+    source = f"{plan.kind}: {plan.label}"
+    if plan.kind == "declared":
+        source = f"as-of: {as_of}" if as_of else "latest"
+    env = ResolvedEnvironment(
+        source=source,
+        kind=plan.kind,
+        as_of=as_of,
+        python=python,
+        pins=pins,
+        pytest=versions.get("pytest"),
+        flake8=versions.get("flake8"),
+        tool_sources=tool_sources,
+        install_project=install_project,
+        pth_paths=plan.pth_paths,
+        files=plan.files,
+        notes=notes,
+    )
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(env.model_dump_json(indent=1), encoding="utf-8")
+        tmp.replace(cache)
+    log.info("dependencies.resolved", source=source, pins=len(pins), pytest=env.pytest)
+    return env
+
+
+def compile_requirements(
+    requirements: list[str], constraints: list[str], python: str, as_of: str | None
+) -> list[str]:
+    """`uv pip compile` for the image's Python and platform; the resolver's error on failure."""
+    with tempfile.TemporaryDirectory(prefix="fixrunner-resolve-") as tmp:
+        req_file = Path(tmp) / "requirements.in"
+        req_file.write_text("\n".join(requirements) + "\n", encoding="utf-8")
+        argv = [
+            uv_binary(),
+            "pip",
+            "compile",
+            str(req_file),
+            "--no-config",
+            "--quiet",
+            "--no-header",
+            "--no-annotate",
+            "--python-version",
+            python,
+            "--python-platform",
+            PYTHON_PLATFORM,
+            *host_index_args(),
+        ]
+        if constraints:
+            con_file = Path(tmp) / "constraints.txt"
+            con_file.write_text("\n".join(constraints) + "\n", encoding="utf-8")
+            argv += ["--constraint", str(con_file)]
+        if as_of:
+            argv += ["--exclude-newer", as_of]
+        out = run_uv(argv, cwd=Path(tmp), what="dependency resolution")
+    pins = [
+        line.strip()
+        for line in out.splitlines()
+        if line.strip() and not line.lstrip().startswith(("#", "-"))
+    ]
+    return sorted(dedupe(pins), key=lambda p: pin_name_version(p)[0])
+
+
+def _as_of(settings: Settings, commit_date: datetime | None) -> str | None:
+    if settings.tools.resolution == "latest":
+        return None
+    when = commit_date or datetime.now(UTC)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).date().isoformat()
+
+
+def _tool_requirement(tool: str, configured: str) -> str:
+    if not configured:
+        return tool
+    if configured[0].isdigit():
+        return f"{tool}=={configured}"
+    if configured.lower().startswith(tool):
+        return configured
+    return f"{tool}{configured}"
+
+
+def _cache_path(
+    settings: Settings, plan: InstallPlan, requirements: list[str], python: str, as_of: str | None
+) -> Path | None:
+    # Only a dated resolution is reproducible; "latest" must ask the index each time.
+    if as_of is None or as_of >= date.today().isoformat():
+        return None
+    digest = hashlib.sha256(
+        json.dumps(
+            [
+                RESOLVER_FORMAT,
+                plan.model_dump(mode="json"),
+                requirements,
+                python,
+                as_of,
+                host_index_args(),
+            ],
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
+    return settings.paths.root / "resolutions" / f"{digest[:32]}.json"
