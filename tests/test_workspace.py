@@ -1,4 +1,4 @@
-"""workspace.py against real git repositories made in a temp dir; no mocks."""
+"""runner.workspace (git, urls, mirrors, trees) against real git repositories in a temp dir."""
 
 from __future__ import annotations
 
@@ -13,18 +13,17 @@ import git
 import pytest
 
 from runner.errors import JobInputError, PatchError, WorkspaceError
-from runner.workspace import repository as workspace
-from runner.workspace.repository import (
-    MirrorCache,
+from runner.workspace.git import private_dir, run_git
+from runner.workspace.mirrors import MirrorCache
+from runner.workspace.trees import (
     apply_patch,
     check_paths_against_tree,
     checkout,
     copy_tree,
     remove_tree,
     tree_id,
-    validate_repo_url,
-    validate_revision,
 )
+from runner.workspace.urls import validate_repo_url, validate_revision
 
 OTHER_UID = 12345
 
@@ -153,7 +152,7 @@ def test_refused_url_does_not_echo_its_token() -> None:
 def test_file_transport_is_blocked_below_validation_too(src: Path, tmp_path: Path) -> None:
     """Defence in depth: even a call that skipped validation cannot use a local path."""
     args = ["clone", "--mirror", "--", str(src), str(tmp_path / "m")]
-    result = workspace._git(args, cwd=tmp_path, allow_file=False, trust=[src])
+    result = run_git(args, cwd=tmp_path, allow_file=False, trust=[src])
     assert result.status != 0
     assert "transport 'file' not allowed" in result.stderr
 
@@ -593,6 +592,6 @@ def test_copy_tree_keeps_symlinks_as_symlinks(tmp_path: Path) -> None:
 
 
 def test_private_git_home_has_an_empty_read_only_hooks_dir() -> None:
-    private = workspace._private()
+    private = private_dir()
     assert list((private / "hooks").iterdir()) == []
     assert stat.S_IMODE((private / "hooks").stat().st_mode) & 0o222 == 0

@@ -100,7 +100,9 @@ def _cmd_env_show(args: argparse.Namespace) -> int:
 
     from runner.environments.builds import commit_date, describe_environment
     from runner.environments.images import base_python
-    from runner.workspace.repository import MirrorCache, checkout, remove_tree, validate_repo_url
+    from runner.workspace.mirrors import MirrorCache
+    from runner.workspace.trees import checkout, remove_tree
+    from runner.workspace.urls import validate_repo_url
 
     settings = _settings(args)
     repo = args.repo

@@ -34,18 +34,24 @@ from runner.environments.images import BaseImage, base_python
 from runner.environments.wheels import INSTALL_LIST, ensure_wheels
 from runner.errors import ImageBuildError
 from runner.models import EnvironmentInfo, Model
-from runner.sandbox.engine import LABEL_DEADLINE, LABEL_JOB, LABEL_OWNER, LABEL_PHASE, LABEL_PREFIX
+from runner.sandbox.labels import (
+    LABEL_DEADLINE,
+    LABEL_ENV_HASH,
+    LABEL_INSTALL,
+    LABEL_JOB,
+    LABEL_KIND,
+    LABEL_OWNER,
+    LABEL_PHASE,
+    LABEL_PREFIX,
+    LABEL_PYTHON,
+    LABEL_TARGET,
+    LABEL_VERSION,
+)
 
 log = structlog.get_logger(__name__)
 
 # Bumped whenever the build recipe below changes what an image contains.
 ENV_FORMAT = "1"
-LABEL_KIND = f"{LABEL_PREFIX}.kind"
-LABEL_VERSION = f"{LABEL_PREFIX}.runner-version"
-LABEL_ENV_HASH = f"{LABEL_PREFIX}.env-hash"
-LABEL_INSTALL = f"{LABEL_PREFIX}.install-mode"
-LABEL_PYTHON = f"{LABEL_PREFIX}.python"
-LABEL_TARGET = f"{LABEL_PREFIX}.env-target"  # on a build container: the tag it builds
 BUILD_ONLY_LABELS = (LABEL_OWNER, LABEL_JOB, LABEL_PHASE, LABEL_DEADLINE, LABEL_TARGET)
 VENV = "/opt/venv"
 ENV_JSON = f"{VENV}/fixrunner-environment.json"

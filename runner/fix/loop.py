@@ -34,7 +34,8 @@ from runner.fix.prompts import SYSTEM_PROMPT, feedback, first_prompt, pull_reque
 from runner.fix.result import Attempt, FixResult
 from runner.models import FixJob, SuiteRun, TestResult, Verdict
 from runner.verify.pipeline import Runtime, verify
-from runner.workspace.repository import checkout, remove_tree, validate_repo_url
+from runner.workspace.trees import checkout, remove_tree
+from runner.workspace.urls import validate_repo_url
 
 __all__ = [
     "SUBMIT_FIX_TOOL",

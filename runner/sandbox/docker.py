@@ -26,7 +26,7 @@ from docker.types import LogConfig, Mount, Ulimit
 from runner.config import EngineSettings
 from runner.errors import SandboxError
 from runner.models import RunResult, RunSpec
-from runner.sandbox.engine import LABEL_DEADLINE, LABEL_JOB, LABEL_OWNER, LABEL_PHASE
+from runner.sandbox.labels import LABEL_DEADLINE, LABEL_JOB, LABEL_OWNER, LABEL_PHASE
 from runner.sandbox.output import CappedOutput
 
 log = structlog.get_logger(__name__)

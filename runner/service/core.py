@@ -27,7 +27,8 @@ from runner.environments.images import find_base_image
 from runner.errors import ConfigError, JobInputError, RunnerError
 from runner.fix.result import FixResult
 from runner.models import Verdict
-from runner.sandbox.engine import LABEL_JOB, owned_containers, sweep_expired
+from runner.sandbox.engine import owned_containers, sweep_expired
+from runner.sandbox.labels import LABEL_JOB
 from runner.service.auth import TokenBook
 from runner.service.callbacks import CallbackSender
 from runner.service.jobs import CANCELLED, Executor, ThreadPool, run_fix_job, run_job
@@ -44,7 +45,7 @@ from runner.service.models import (
 )
 from runner.service.store import JobRecord, JobStore, Outcome, SqliteStore, Submission
 from runner.verify.pipeline import Runtime, new_job_id
-from runner.workspace.repository import validate_repo_url
+from runner.workspace.urls import validate_repo_url
 
 log = structlog.get_logger(__name__)
 

@@ -27,7 +27,7 @@ from runner.models import FixJob, Verdict
 from runner.service.models import FixSubmission
 from runner.service.store import JobRecord, JobStore, Outcome
 from runner.verify.pipeline import Progress, Runtime, verify
-from runner.workspace.repository import remove_tree
+from runner.workspace.trees import remove_tree
 
 log = structlog.get_logger(__name__)
 

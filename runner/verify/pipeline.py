@@ -82,16 +82,16 @@ from runner.models import (
 )
 from runner.sandbox.docker import DockerSandbox, hand_over
 from runner.sandbox.engine import connect
-from runner.workspace.repository import (
-    MirrorCache,
+from runner.workspace.mirrors import MirrorCache
+from runner.workspace.trees import (
     apply_patch,
     check_paths_against_tree,
     checkout,
     copy_tree,
     remove_tree,
     tree_id,
-    validate_repo_url,
 )
+from runner.workspace.urls import validate_repo_url
 
 log = structlog.get_logger(__name__)
 
