@@ -23,7 +23,7 @@ from runner.workspace.trees import (
     remove_tree,
     tree_id,
 )
-from runner.workspace.urls import validate_repo_url, validate_revision
+from runner.workspace.urls import RepoUrl, validate_repo_url, validate_revision
 
 OTHER_UID = 12345
 
@@ -141,6 +141,25 @@ def test_remote_urls_are_accepted(url: str) -> None:
 def test_unsafe_or_unknown_urls_are_refused_with_a_reason(url: str, why: str) -> None:
     with pytest.raises(JobInputError, match="(?i)" + re.escape(why)):
         validate_repo_url(url, allow_local=False)
+
+
+@pytest.mark.parametrize(
+    ("url", "kind", "host"),
+    [
+        ("https://GitHub.com/acme/app.git", "https", "github.com"),
+        ("ssh://git@Git.Example.com:2222/acme/app", "ssh", "git.example.com"),
+        ("git@github.com:acme/app.git", "scp", "github.com"),
+        ("deploy@Host.Example:acme/app", "scp", "host.example"),
+    ],
+)
+def test_one_grammar_names_the_kind_and_host(url: str, kind: str, host: str) -> None:
+    repo = RepoUrl.parse(url, allow_local=False)
+    assert (repo.source, repo.kind, repo.host) == (url, kind, host)
+
+
+def test_a_local_repository_has_no_host(src: Path) -> None:
+    repo = RepoUrl.parse(f"file://{src}", allow_local=True)
+    assert (repo.source, repo.kind, repo.host) == (str(src.resolve()), "local", "")
 
 
 def test_refused_url_does_not_echo_its_token() -> None:

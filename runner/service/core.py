@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import docker.errors
 import requests.exceptions
@@ -45,11 +44,10 @@ from runner.service.models import (
 )
 from runner.service.store import JobRecord, JobStore, Outcome, SqliteStore, Submission
 from runner.verify.pipeline import Runtime, new_job_id
-from runner.workspace.urls import validate_repo_url
+from runner.workspace.urls import RepoUrl
 
 log = structlog.get_logger(__name__)
 
-_SCP = re.compile(r"^(?:[^@/:]+@)?([^/:]+):(?!//)")
 _ATTEMPT = re.compile(r"^(fix-.+)-a\d+$")  # a fix attempt's verify job id
 
 
@@ -122,18 +120,12 @@ def store_path(settings: Settings) -> Path:
 def repo_refusal(url: str, service: ServiceSettings) -> str | None:
     """Why the service refuses this repository URL, or None when it may be used."""
     try:
-        validate_repo_url(url, service.allow_local_repos)
+        repo = RepoUrl.parse(url, service.allow_local_repos)
     except JobInputError as exc:
         return str(exc)
-    if "://" in url:
-        parts = urlsplit(url)
-        if parts.scheme.lower() == "file":
-            return None  # validate_repo_url allowed it: allow_local_repos is on
-        host = (parts.hostname or "").lower()
-    elif match := _SCP.match(url):
-        host = match.group(1).lower()
-    else:
-        return None  # a local path, allowed by validate_repo_url
+    if repo.kind == "local":
+        return None  # a local path or file:// URL, allowed only with allow_local_repos
+    host = repo.host
     for entry in service.repo_allowlist:
         if "/" not in entry and entry.lower() == host:
             return None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from runner.errors import JobInputError
@@ -24,8 +26,33 @@ def _reject(what: str, value: str, why: str) -> JobInputError:
     return JobInputError(f"{what} {shown!r} refused: {why}")
 
 
+RepoKind = Literal["https", "ssh", "scp", "local"]
+
+
+@dataclass(frozen=True)
+class RepoUrl:
+    """A repository location that passed validation: what git clones and which host it names.
+
+    The one grammar for the CLI, the pipeline and the service alike, so a URL the
+    service allow-lists is read the same way git will read it.
+    """
+
+    source: str  # the URL, or the absolute path of a local repository
+    kind: RepoKind
+    host: str  # lower-case host name or address, "" for a local repository
+
+    @classmethod
+    def parse(cls, url: str, allow_local: bool) -> RepoUrl:
+        """Validate ``url``; raise JobInputError with the reason when git must not see it."""
+        return _parse(url, allow_local)
+
+
 def validate_repo_url(url: str, allow_local: bool) -> str:
     """Return the URL (or absolute local path) to clone, or raise JobInputError saying why not."""
+    return _parse(url, allow_local).source
+
+
+def _parse(url: str, allow_local: bool) -> RepoUrl:
     if not url:
         raise JobInputError("repository URL is empty")
     if len(url) > _MAX_URL:
@@ -54,15 +81,15 @@ def validate_repo_url(url: str, allow_local: bool) -> str:
                 )
         if not scp["path"]:
             raise _reject("repository URL", url, "no repository path after ':'")
-        return url
+        return RepoUrl(url, "scp", scp["host"].strip("[]").lower())
     if not allow_local:
         raise _reject(
             "repository URL", url, "local paths are not allowed here (use https:// or ssh://)"
         )
-    return _local_repo(Path(url), url)
+    return RepoUrl(_local_repo(Path(url), url), "local", "")
 
 
-def _validate_scheme_url(url: str, scheme: str, allow_local: bool) -> str:
+def _validate_scheme_url(url: str, scheme: str, allow_local: bool) -> RepoUrl:
     parts = urlsplit(url)
     if scheme == "file":
         if not allow_local:
@@ -71,7 +98,7 @@ def _validate_scheme_url(url: str, scheme: str, allow_local: bool) -> str:
             )
         if parts.netloc not in ("", "localhost"):
             raise _reject("repository URL", url, "file:// URLs must not name a host")
-        return _local_repo(Path(unquote(parts.path)), url)
+        return RepoUrl(_local_repo(Path(unquote(parts.path)), url), "local", "")
     if scheme not in ("https", "ssh"):
         raise _reject(
             "repository URL", url, f"the {scheme}:// transport is not allowed (https or ssh)"
@@ -86,7 +113,7 @@ def _validate_scheme_url(url: str, scheme: str, allow_local: bool) -> str:
     if host.startswith("-") or (parts.username or "").startswith("-"):
         raise _reject("repository URL", url, "host or user starts with '-' (ssh option injection)")
     del port  # parsed only to reject malformed ports
-    return url
+    return RepoUrl(url, "https" if scheme == "https" else "ssh", host.lower())
 
 
 def _local_repo(path: Path, original: str) -> str:
