@@ -82,8 +82,10 @@ from runner.models import (
 )
 from runner.sandbox.docker import DockerSandbox, hand_over
 from runner.sandbox.engine import connect
+from runner.workspace.git import NetworkLimits
 from runner.workspace.mirrors import MirrorCache
 from runner.workspace.trees import (
+    CheckoutLimits,
     apply_patch,
     check_paths_against_tree,
     checkout,
@@ -153,7 +155,11 @@ class Runtime:
             settings=settings,
             client=client,
             sandbox=DockerSandbox(client, settings.engine),
-            mirrors=MirrorCache(root / "mirrors", allow_local=settings.security.allow_local_repos),
+            mirrors=MirrorCache(
+                root / "mirrors",
+                allow_local=settings.security.allow_local_repos,
+                network=NetworkLimits.of(settings.workspace),
+            ),
             _warming=warming,
         )
 
@@ -338,12 +344,15 @@ def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event 
     state.evidence = state.evidence.model_copy(update={"fail_to_pass_ids": state.job.fail_to_pass})
     with state.phase("checkout", "fetching the repository"):
         url = validate_repo_url(state.job.repo, runtime.settings.security.allow_local_repos)
-        mirror, commit = runtime.mirrors.resolve(url, state.job.base)
+        mirror, commit = runtime.mirrors.resolve(url, state.job.base, cancel)
         state.mirror = mirror
-        baseline_dir = checkout(mirror, commit, trees / "baseline")
+        limits = CheckoutLimits.of(runtime.settings.workspace)
+        baseline_dir = checkout(mirror, commit, trees / "baseline", limits, cancel)
     # The environment reads only the baseline tree, so the candidate's checkout overlaps it.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"checkout-{state.job_id}") as pool:
-        candidate_future = pool.submit(checkout, mirror, commit, trees / "candidate")
+        candidate_future = pool.submit(
+            checkout, mirror, commit, trees / "candidate", limits, cancel
+        )
         with state.phase("env", "preparing the environment image"):
             runtime.warmed()
             state.base = runtime.base_image()

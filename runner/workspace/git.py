@@ -9,34 +9,65 @@ argv before a ``--`` or ``--end-of-options``.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import shutil
+import signal
+import subprocess
 import tempfile
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, NamedTuple
 
-import git
-
+from runner.config import WorkspaceSettings
 from runner.errors import WorkspaceError
 
 GIT_TIMEOUT_S = 900.0
 _ERROR_CHARS = 2000
 FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-# Repository-location variables git reads from the environment. GitPython always
-# inherits os.environ, so each call sets these explicitly (see _git).
-_LOCATION_VARS = (
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_COMMON_DIR",
+_POLL_S = 0.1  # how often a running git call looks at its job's cancel event
+# All git sees of the host's environment: never a secret, never a GIT_* variable
+# (GIT_DIR and friends would redirect it). Proxies and CA paths for remote fetches.
+_INHERITED = frozenset(
+    {
+        "PATH",
+        "LANG",
+        "TZ",
+        "TMPDIR",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "SSH_AUTH_SOCK",
+    }
 )
 
 _private_dir: Path | None = None
 _private_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class NetworkLimits:
+    """How long git waits on a remote that connects slowly or stops sending."""
+
+    connect_timeout_s: float = 60.0
+    low_speed_bytes: int = 1000
+    low_speed_time_s: float = 60.0
+
+    @classmethod
+    def of(cls, settings: WorkspaceSettings) -> NetworkLimits:
+        """The limits runner.toml's [workspace] section sets."""
+        return cls(
+            settings.git_connect_timeout_s,
+            settings.git_low_speed_bytes,
+            settings.git_low_speed_time_s,
+        )
 
 
 class GitResult(NamedTuple):
@@ -61,9 +92,12 @@ def private_dir() -> Path:
         return base
 
 
-def _config(allow_file: bool) -> dict[str, str]:
+def _config(allow_file: bool, network: NetworkLimits) -> dict[str, str]:
     private = private_dir()
     return {
+        # curl gives up on a transfer slower than this for this long (a hung server too).
+        "http.lowSpeedLimit": str(network.low_speed_bytes),
+        "http.lowSpeedTime": str(max(1, round(network.low_speed_time_s))),
         "core.hooksPath": str(private / "hooks"),
         "core.fsmonitor": "false",
         "core.askPass": "",
@@ -118,10 +152,174 @@ def run_git(
     trust: Sequence[Path] = (),
     istream: IO[bytes] | None = None,
     timeout: float | None = GIT_TIMEOUT_S,
+    network: NetworkLimits | None = None,
+    cancel: threading.Event | None = None,
 ) -> GitResult:
-    """Run one git command with the runner's hardened options; never raises on exit status."""
-    config = _config(allow_file)
-    env: dict[str, str] = {
+    """Run one git command with the runner's hardened options; never raises on exit status.
+
+    Raises WorkspaceError only when ``cancel`` is set while git runs (git is killed first).
+    """
+    with _git_process(
+        args, cwd, git_dir, work_tree, index, clone, allow_file, trust, network, istream
+    ) as proc:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        idle = _Idle(proc.pid, network.connect_timeout_s) if network is not None else None
+        while True:
+            try:
+                out, err = proc.communicate(timeout=_POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                if cancel is not None and cancel.is_set():
+                    _kill(proc)
+                    raise WorkspaceError(f"git {args[0]} stopped: the job was cancelled") from None
+                if deadline is not None and time.monotonic() > deadline:
+                    _kill(proc)
+                    proc.communicate()
+                    return GitResult(-9, "", f"git {args[0]} took longer than {timeout:g}s")
+                if idle is not None and idle.expired():
+                    _kill(proc)
+                    proc.communicate()
+                    return GitResult(-9, "", idle.reason(args[0]))
+    return GitResult(proc.returncode, _text(out), _text(err))
+
+
+@contextlib.contextmanager
+def stream_git(
+    args: Sequence[str], *, cwd: Path, git_dir: Path, trust: Sequence[Path] = ()
+) -> Iterator[IO[bytes]]:
+    """Run a local git command and yield its stdout to read as a stream.
+
+    For output that may be unbounded (``ls-tree -r`` of a git bomb): the reader stops
+    when it has seen enough, and git is killed on the way out.
+    """
+    with _git_process(args, cwd, git_dir, None, None, False, False, trust, None, None) as proc:
+        assert proc.stdout is not None
+        yield proc.stdout
+
+
+class _Idle:
+    """Notices a git call whose processes read nothing for ``limit_s`` seconds.
+
+    git has no connect timeout for HTTPS (curl's default is 300 s, TLS handshake
+    included, and ``http.lowSpeedTime`` starts only after it), so a remote that
+    accepts and then says nothing is caught here: the bytes read by git and its
+    helpers (``/proc/<pid>/io``) stop growing.
+    """
+
+    def __init__(self, group: int, limit_s: float) -> None:
+        self._group = group
+        self._limit_s = limit_s
+        self._read = -1
+        self._since = self._looked = time.monotonic()
+
+    def expired(self) -> bool:
+        """True once nothing was read for the limit."""
+        now = time.monotonic()
+        # A walk of /proc costs a little; once every tenth of the limit is enough.
+        if now - self._looked < min(1.0, self._limit_s / 10):
+            return False
+        self._looked = now
+        read = _bytes_read(self._group)
+        if read != self._read:
+            self._read, self._since = read, now
+        return now - self._since >= self._limit_s
+
+    def reason(self, command: str) -> str:
+        """The error for a call stopped this way."""
+        return (
+            f"git {command}: the remote sent nothing for {self._limit_s:g}s and was dropped "
+            "([workspace] git_connect_timeout_s)"
+        )
+
+
+def _bytes_read(group: int) -> int:
+    """Bytes read so far by the processes of one process group (0 for any that vanished)."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat_line = Path(entry.path, "stat").read_text()
+            # The fields after ") " are: state ppid pgrp ...
+            if int(stat_line.rsplit(") ", 1)[1].split()[2]) != group:
+                continue
+            for line in Path(entry.path, "io").read_text().splitlines():
+                if line.startswith("rchar:"):
+                    total += int(line.split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone, or not ours to read
+    return total
+
+
+def _text(data: bytes) -> str:
+    # As GitPython did: one trailing newline stripped, bytes decoded leniently.
+    return data.removesuffix(b"\n").decode("utf-8", "replace")
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """Kill git and every helper it started (remote-https, ssh, upload-pack)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _git_process(
+    args: Sequence[str],
+    cwd: Path,
+    git_dir: Path | None,
+    work_tree: Path | None,
+    index: Path | None,
+    clone: bool,
+    allow_file: bool,
+    trust: Sequence[Path],
+    network: NetworkLimits | None,
+    istream: IO[bytes] | None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    env = _environment(git_dir, work_tree, index, clone, allow_file, network or NetworkLimits())
+    # safe.directory is honoured only in protected (global) config, and a local clone's
+    # upload-pack child sees none of the command-line config, so each call gets its own
+    # global file naming exactly the repositories it touches. Never "*".
+    fd, global_path = tempfile.mkstemp(prefix="gitconfig-", dir=private_dir())
+    try:
+        config = _config(allow_file, network or NetworkLimits())
+        lines = ["[safe]", *(f"\tdirectory = {_quote(p)}" for p in _safe_entries(trust))]
+        lines += [_config_line(k, v) for k, v in config.items()]
+        os.write(fd, ("\n".join(lines) + "\n").encode())
+        os.close(fd)
+        env["GIT_CONFIG_GLOBAL"] = global_path
+        # A session of its own, so a kill reaches git's helpers too.
+        proc = subprocess.Popen(
+            ["git", *args],
+            cwd=cwd,
+            env=env,
+            stdin=istream if istream is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                _kill(proc)
+            proc.communicate()
+    finally:
+        os.unlink(global_path)
+
+
+def _environment(
+    git_dir: Path | None,
+    work_tree: Path | None,
+    index: Path | None,
+    clone: bool,
+    allow_file: bool,
+    network: NetworkLimits,
+) -> dict[str, str]:
+    """git's whole environment: an allow-list of the host's, then the hardened settings."""
+    env = {k: v for k, v in os.environ.items() if k in _INHERITED or k.startswith("LC_")}
+    config = _config(allow_file, network)
+    alive = max(1, min(15, int(network.low_speed_time_s)))
+    env |= {
         "HOME": str(private_dir() / "home"),
         "XDG_CONFIG_HOME": str(private_dir() / "home" / ".config"),
         "GIT_CONFIG_NOSYSTEM": "1",
@@ -132,7 +330,12 @@ def run_git(
         # so a private URL fails at once instead of waiting for a password.
         "GIT_ASKPASS": "",
         "SSH_ASKPASS": "",
-        "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
+        # A server that accepts and then says nothing is dropped after the timeouts.
+        "GIT_SSH_COMMAND": (
+            f"ssh -o BatchMode=yes -o ConnectTimeout={max(1, round(network.connect_timeout_s))}"
+            f" -o ServerAliveInterval={alive}"
+            f" -o ServerAliveCountMax={max(1, int(network.low_speed_time_s) // alive)}"
+        ),
         "GIT_ALLOW_PROTOCOL": "https:ssh" + (":file" if allow_file else ""),
         "GIT_NO_REPLACE_OBJECTS": "1",
         "GIT_ALTERNATE_OBJECT_DIRECTORIES": "",
@@ -150,31 +353,7 @@ def run_git(
         env["GIT_INDEX_FILE"] = str(index or git_dir / "index")
     if work_tree is not None:
         env["GIT_WORK_TREE"] = str(work_tree)
-    inherited = [k for k in _LOCATION_VARS if k in os.environ and k not in env]
-    if inherited:
-        raise WorkspaceError(f"unset {', '.join(inherited)} before running the runner")
-
-    # safe.directory is honoured only in protected (global) config, and a local clone's
-    # upload-pack child sees none of the command-line config, so each call gets its own
-    # global file naming exactly the repositories it touches. Never "*".
-    fd, global_path = tempfile.mkstemp(prefix="gitconfig-", dir=private_dir())
-    try:
-        lines = ["[safe]", *(f"\tdirectory = {_quote(p)}" for p in _safe_entries(trust))]
-        lines += [_config_line(k, v) for k, v in config.items()]
-        os.write(fd, ("\n".join(lines) + "\n").encode())
-        os.close(fd)
-        env["GIT_CONFIG_GLOBAL"] = global_path
-        status, out, err = git.Git(str(cwd)).execute(  # type: ignore[misc,attr-defined,str-unpack]  # a 3-tuple here
-            [git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git", *args],
-            env=env,
-            istream=istream,  # type: ignore[arg-type]  # GitPython's stub wants BinaryIO
-            with_extended_output=True,
-            with_exceptions=False,
-            kill_after_timeout=timeout,
-        )
-    finally:
-        os.unlink(global_path)
-    return GitResult(int(status or 0), str(out), str(err))
+    return env
 
 
 def trim_error(text: str, *, strip: Path | None = None) -> str:

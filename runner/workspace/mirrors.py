@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import re
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -18,6 +19,7 @@ from runner.workspace.git import (
     FULL_SHA,
     GIT_TIMEOUT_S,
     GitResult,
+    NetworkLimits,
     require_ok,
     run_git,
 )
@@ -50,10 +52,17 @@ class MirrorCache:
     because they move.
     """
 
-    def __init__(self, root: Path, allow_local: bool, timeout_s: float = GIT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        root: Path,
+        allow_local: bool,
+        timeout_s: float = GIT_TIMEOUT_S,
+        network: NetworkLimits | None = None,
+    ) -> None:
         self.root = root
         self.allow_local = allow_local
         self.timeout_s = timeout_s
+        self.network = network or NetworkLimits()
         self.clone_count = 0
         self.fetch_count = 0
         root.mkdir(parents=True, exist_ok=True)
@@ -66,8 +75,13 @@ class MirrorCache:
         """Return the mirror of ``url``, cloned or fetched so that ``rev`` resolves."""
         return self.resolve(url, rev)[0]
 
-    def resolve(self, url: str, rev: str) -> tuple[Path, str]:
-        """Return the mirror of ``url`` and the full commit id ``rev`` names in it."""
+    def resolve(
+        self, url: str, rev: str, cancel: threading.Event | None = None
+    ) -> tuple[Path, str]:
+        """Return the mirror of ``url`` and the full commit id ``rev`` names in it.
+
+        Setting ``cancel`` kills a clone or fetch under way (WorkspaceError).
+        """
         source = validate_repo_url(url, self.allow_local)
         rev = validate_revision(rev)
         key = _cache_key(source)
@@ -75,18 +89,18 @@ class MirrorCache:
         with self._locked(key):
             cloned = False
             if not (mirror / "HEAD").is_file():
-                self._clone(source, mirror)
+                self._clone(source, mirror, cancel)
                 cloned = True
             # The mirror's HEAD is fixed at clone time; ask the source for its HEAD now.
-            target = self._remote_head(source, mirror) if rev == "HEAD" else rev
+            target = self._remote_head(source, mirror, cancel) if rev == "HEAD" else rev
             is_id = bool(_HEX_ID.fullmatch(target))
             sha = _resolve_commit(mirror, target)
             if not cloned and (sha is None or not is_id):
-                self._fetch(source, mirror)
+                self._fetch(source, mirror, cancel=cancel)
                 sha = _resolve_commit(mirror, target)
             if sha is None and FULL_SHA.fullmatch(target):
                 # A commit no ref points at (a PR head, a detached HEAD): ask for it by id.
-                self._fetch(source, mirror, target)
+                self._fetch(source, mirror, target, cancel)
                 sha = _resolve_commit(mirror, target)
         if sha is None:
             raise JobInputError(f"revision {rev!r} is not a commit in {redact(source)}")
@@ -97,7 +111,12 @@ class MirrorCache:
         return file_lock(self.root / f"{key}.lock")
 
     def _remote(
-        self, source: str, args: Sequence[str], git_dir: Path, clone: bool = False
+        self,
+        source: str,
+        args: Sequence[str],
+        git_dir: Path,
+        cancel: threading.Event | None,
+        clone: bool = False,
     ) -> GitResult:
         """A git call that talks to the source repository."""
         local = Path(source).is_absolute()
@@ -109,13 +128,17 @@ class MirrorCache:
             allow_file=local,
             trust=[Path(source)] if local else [],
             timeout=self.timeout_s,
+            network=self.network,
+            cancel=cancel,
         )
 
-    def _clone(self, source: str, mirror: Path) -> None:
+    def _clone(self, source: str, mirror: Path, cancel: threading.Event | None) -> None:
         tmp = Path(tempfile.mkdtemp(prefix=f".{mirror.name}.", dir=self.root))
         try:
             args = ["clone", "--mirror", "--no-local", "--quiet", "--", source, str(tmp)]
-            require_ok(self._remote(source, args, tmp, clone=True), f"clone of {redact(source)}")
+            require_ok(
+                self._remote(source, args, tmp, cancel, clone=True), f"clone of {redact(source)}"
+            )
             # Fetches name the source explicitly, so credentials never rest in the config.
             result = run_git(["config", "remote.origin.url", redact(source)], cwd=tmp, git_dir=tmp)
             require_ok(result, "git config")
@@ -126,13 +149,19 @@ class MirrorCache:
         self.clone_count += 1
         log.info("mirror_cloned", url=redact(source), mirror=str(mirror))
 
-    def _fetch(self, source: str, mirror: Path, commit: str | None = None) -> None:
+    def _fetch(
+        self,
+        source: str,
+        mirror: Path,
+        commit: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
         if commit is None:
             args = ["fetch", "--quiet", "--no-write-fetch-head", "--prune", "--", source]
             args.append("+refs/*:refs/*")
         else:
             args = ["fetch", "--quiet", "--no-write-fetch-head", "--", source, commit]
-        result = self._remote(source, args, mirror)
+        result = self._remote(source, args, mirror, cancel)
         if result.status != 0 and commit is not None:
             log.info("mirror_fetch_by_id_failed", url=redact(source), commit=commit)
             return  # the caller reports the missing revision
@@ -140,9 +169,11 @@ class MirrorCache:
         self.fetch_count += 1
         log.info("mirror_fetched", url=redact(source), mirror=str(mirror), commit=commit)
 
-    def _remote_head(self, source: str, mirror: Path) -> str:
+    def _remote_head(self, source: str, mirror: Path, cancel: threading.Event | None) -> str:
         args = ["ls-remote", "--", source, "HEAD"]
-        out = require_ok(self._remote(source, args, mirror), f"ls-remote of {redact(source)}")
+        out = require_ok(
+            self._remote(source, args, mirror, cancel), f"ls-remote of {redact(source)}"
+        )
         sha = out.split("\t", 1)[0].strip()
         if not FULL_SHA.fullmatch(sha):
             raise JobInputError(f"{redact(source)} has no HEAD commit")

@@ -7,26 +7,56 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
 import structlog
 
+from runner.config import WorkspaceSettings
 from runner.errors import JobInputError, PatchError, WorkspaceError
-from runner.workspace.git import FULL_SHA, GitResult, require_ok, run_git, trim_error
+from runner.workspace.git import FULL_SHA, GitResult, require_ok, run_git, stream_git, trim_error
 
 log = structlog.get_logger(__name__)
 
 ApplyMode = Literal["clean", "3way", "already_applied"]
 
 
-def checkout(mirror: Path, commit: str, dest: Path) -> Path:
-    """A per-job working tree of ``commit`` at ``dest`` with its own ``.git`` (objects borrowed)."""
+_READ_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class CheckoutLimits:
+    """The most a checkout may put on the host's disk."""
+
+    max_bytes: int = 2 * 2**30
+    max_files: int = 200_000
+
+    @classmethod
+    def of(cls, settings: WorkspaceSettings) -> CheckoutLimits:
+        """The limits runner.toml's [workspace] section sets."""
+        return cls(settings.checkout_max_bytes, settings.checkout_max_files)
+
+
+def checkout(
+    mirror: Path,
+    commit: str,
+    dest: Path,
+    limits: CheckoutLimits | None = None,
+    cancel: threading.Event | None = None,
+) -> Path:
+    """A per-job working tree of ``commit`` at ``dest`` with its own ``.git`` (objects borrowed).
+
+    The tree's size is measured in the object database first, so a tree over ``limits``
+    is refused before one file of it is written.
+    """
     if not FULL_SHA.fullmatch(commit):
         raise JobInputError(f"checkout needs a full commit id, got {commit!r}")
     if dest.exists() and any(dest.iterdir()):
         raise WorkspaceError(f"checkout destination {dest} is not empty")
+    check_tree_size(mirror, commit, limits or CheckoutLimits(), cancel)
     dest.parent.mkdir(parents=True, exist_ok=True)
     # --shared borrows the mirror's objects through alternates: nothing is copied, and
     # the mirror is append-only (gc disabled), so the borrowed objects stay.
@@ -38,6 +68,7 @@ def checkout(mirror: Path, commit: str, dest: Path) -> Path:
         clone=True,
         allow_file=True,  # our own mirror, whatever the job's URL policy is
         trust=[mirror],
+        cancel=cancel,
     )
     require_ok(result, "clone of the mirror")
     require_ok(
@@ -47,11 +78,46 @@ def checkout(mirror: Path, commit: str, dest: Path) -> Path:
             git_dir=dest / ".git",
             work_tree=dest,
             trust=[dest],
+            cancel=cancel,
         ),
         f"checkout of {commit}",
     )
     log.info("checked_out", commit=commit, dest=str(dest))
     return dest
+
+
+def check_tree_size(
+    mirror: Path, commit: str, limits: CheckoutLimits, cancel: threading.Event | None = None
+) -> None:
+    """Raise JobInputError when ``commit``'s tree has more files or bytes than ``limits``.
+
+    Reads ``git ls-tree -r -l`` as a stream and stops at the first entry over a cap: a
+    "git bomb" names a billion paths in a few kilobytes, so it is never listed whole.
+    """
+    files = size = 0
+    pending = b""
+    args = ["ls-tree", "-r", "-l", "-z", "--full-tree", "--end-of-options", commit]
+    with stream_git(args, cwd=mirror, git_dir=mirror, trust=[mirror]) as out:
+        while chunk := out.read(_READ_CHUNK):
+            if cancel is not None and cancel.is_set():
+                raise WorkspaceError("checkout stopped: the job was cancelled")
+            *entries, pending = (pending + chunk).split(b"\0")
+            for entry in entries:
+                # "<mode> <type> <object> <size>\t<path>"; a submodule's size is "-".
+                meta = entry.split(b"\t", 1)[0].split()
+                files += 1
+                size += int(meta[3]) if len(meta) == 4 and meta[3].isdigit() else 0
+                if files > limits.max_files:
+                    raise JobInputError(
+                        f"the repository at {commit[:12]} has more than {limits.max_files} files "
+                        "([workspace] checkout_max_files); refused before checkout"
+                    )
+                if size > limits.max_bytes:
+                    raise JobInputError(
+                        f"the repository at {commit[:12]} has more than {limits.max_bytes} bytes "
+                        "of files ([workspace] checkout_max_bytes); refused before checkout"
+                    )
+    log.info("checkout_size", commit=commit, files=files, bytes=size)
 
 
 def _tree_git(
