@@ -8,15 +8,26 @@ no git process, no container of this session, no file outside the job's folder.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
+from conftest import TEST_INSTANCE
 
-from runner.errors import JobInputError, WorkspaceError
+from runner.config import Settings
+from runner.environments.builds import commit_date, ensure_env_image
+from runner.environments.images import BaseImage
+from runner.errors import ImageBuildError, JobInputError, WorkspaceError
+from runner.models import FixJob, Limits, Mount, RunSpec, Verdict
+from runner.sandbox.docker import QUOTA_EXIT, DockerSandbox, hand_over
+from runner.sandbox.labels import LABEL_TARGET
+from runner.verify.pipeline import Runtime, verify
 from runner.workspace.git import NetworkLimits
 from runner.workspace.mirrors import MirrorCache
 from runner.workspace.trees import CheckoutLimits, checkout
@@ -195,4 +206,236 @@ def test_cancelling_a_hung_clone_kills_git(tmp_path: Path, hanging: HangingServe
     assert len(errors) == 1 and isinstance(errors[0], WorkspaceError)
     assert "cancelled" in str(errors[0])
     assert leftovers(cache.root) == []
+    assert not git_children()
+
+
+# --------------------------------------------------------------------------- candidates
+
+
+@pytest.fixture
+def sandbox(docker_client: docker.DockerClient, settings: Settings) -> DockerSandbox:
+    return DockerSandbox(docker_client, settings.engine)
+
+
+def tree_on_host(tmp_path: Path) -> Path:
+    """A small per-job tree handed to the sandbox user, as the pipeline does."""
+    tree = tmp_path / "job" / "trees" / "candidate"
+    (tree / "pkg").mkdir(parents=True)
+    (tree / "pkg" / "mod.py").write_text("x = 1\n")
+    (tree / "README").write_text("hello\n")
+    return tree
+
+
+def snapshot(tree: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(tree)): p.read_bytes() if p.is_file() else b""
+        for p in sorted(tree.rglob("*"))
+    }
+
+
+def flood(image: BaseImage, tree: Path, script: str, sandbox_user: str, **limits: int) -> RunSpec:
+    hand_over(tree, sandbox_user)
+    return RunSpec(
+        image=image.id,
+        command=["python3", "-c", script],
+        workdir="/work",
+        mounts=[Mount(source=tree, target="/work", read_only=False, quota=True)],
+        limits=Limits(timeout_s=120, **limits),
+        job_id="hostile",
+        phase="candidate",
+    )
+
+
+# Writes until the filesystem refuses, then prints how far it got.
+DISK_FLOOD = """
+import errno
+chunk = b"x" * (8 << 20)
+written = 0
+try:
+    for i in range(10 * 2**30 // len(chunk)):  # 10 GiB in files of 8 MiB
+        with open(f"/work/flood{i}", "wb") as f:
+            f.write(chunk)
+        written += len(chunk)
+except OSError as e:
+    print("stopped", errno.errorcode[e.errno], "after", written, flush=True)
+"""
+INODE_FLOOD = """
+import errno, os
+made = 0
+try:
+    for i in range(1_000_000):
+        os.close(os.open(f"/work/f{i}", os.O_CREAT | os.O_WRONLY))
+        made += 1
+except OSError as e:
+    print("stopped", errno.errorcode[e.errno], "after", made, flush=True)
+"""
+
+
+@pytest.mark.docker
+def test_a_candidate_writing_10_gb_stops_at_the_workspace_quota(
+    sandbox: DockerSandbox, base_image: BaseImage, tmp_path: Path, settings: Settings
+) -> None:
+    tree = tree_on_host(tmp_path)
+    before = snapshot(tree)
+    result = sandbox.run(flood(base_image, tree, DISK_FLOOD, sandbox.user, workspace_mb=64))
+    assert "stopped ENOSPC" in result.output, result.output
+    written = int(result.output.split("after")[1].split()[0])
+    assert 0 < written <= 64 * 2**20
+    assert snapshot(tree) == before  # the host tree was never written
+    assert [p.name for p in (tmp_path / "job" / "trees").iterdir()] == ["candidate"]
+
+
+@pytest.mark.docker
+def test_a_candidate_making_a_million_files_stops_at_the_inode_quota(
+    sandbox: DockerSandbox, base_image: BaseImage, tmp_path: Path
+) -> None:
+    tree = tree_on_host(tmp_path)
+    before = snapshot(tree)
+    spec = flood(base_image, tree, INODE_FLOOD, sandbox.user, workspace_inodes=2000)
+    result = sandbox.run(spec)
+    assert "stopped ENOSPC" in result.output, result.output
+    made = int(result.output.split("after")[1].split()[0])
+    assert 0 < made < 2000
+    assert snapshot(tree) == before
+
+
+@pytest.mark.docker
+def test_the_container_sees_the_tree_and_its_writes_stay_inside(
+    sandbox: DockerSandbox, base_image: BaseImage, tmp_path: Path
+) -> None:
+    tree = tree_on_host(tmp_path)
+    before = snapshot(tree)
+    script = (
+        "import os; print(open('/work/pkg/mod.py').read().strip());"
+        "open('/work/pkg/mod.py', 'w').write('x = 2\\n'); os.mkdir('/work/new');"
+        "print(sorted(os.listdir('/work')))"
+    )
+    result = sandbox.run(flood(base_image, tree, script, sandbox.user))
+    assert result.exit_code == 0, result.output
+    assert "x = 1" in result.output and "'new'" in result.output
+    assert snapshot(tree) == before
+
+
+@pytest.mark.docker
+def test_a_tree_larger_than_the_quota_is_an_error_not_a_test_result(
+    sandbox: DockerSandbox, base_image: BaseImage, tmp_path: Path
+) -> None:
+    tree = tree_on_host(tmp_path)
+    (tree / "big.bin").write_bytes(os.urandom(20 * 2**20))
+    result = sandbox.run(flood(base_image, tree, "print('ran')", sandbox.user, workspace_mb=16))
+    assert result.exit_code == QUOTA_EXIT
+    assert "does not fit the workspace quota" in result.output
+    assert "ran" not in result.output
+
+
+# --------------------------------------------------------------------------- env builds
+
+
+@pytest.mark.docker
+def test_cancelling_an_environment_build_stops_it_and_removes_its_container(
+    docker_client: docker.DockerClient, base_image: BaseImage, tmp_path: Path
+) -> None:
+    """Cancel as soon as the build container exists: the build ends, nothing is left."""
+    repository = f"fixrunner-cancel-{secrets.token_hex(3)}"
+    settings = Settings.model_validate(
+        {
+            "paths": {"state_dir": str(tmp_path / "state")},
+            "images": {"repository": repository},
+            "engine": {"instance": f"{TEST_INSTANCE}-cancel"},
+        }
+    )
+    repo = tmp_path / "proj"
+    (repo / "proj").mkdir(parents=True)
+    (repo / "proj" / "__init__.py").write_text("VALUE = 1\n")
+    (repo / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\n'
+        'build-backend = "setuptools.build_meta"\n\n'
+        '[project]\nname = "proj"\nversion = "0.1.0"\n'
+    )
+    tgit(repo, "init", "-q", "-b", "main")
+    tgit(repo, "add", "-A")
+    tgit(repo, "commit", "-q", "-m", "proj")
+
+    def builders() -> list[str]:
+        found = docker_client.containers.list(
+            all=True, ignore_removed=True, filters={"label": LABEL_TARGET}
+        )
+        return [c.name for c in found if c.labels[LABEL_TARGET].startswith(repository)]
+
+    cancel = threading.Event()
+    seen: list[str] = []
+
+    def cancel_when_building() -> None:
+        while not cancel.is_set():
+            if names := builders():
+                seen.extend(names)
+                cancel.set()
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=cancel_when_building, daemon=True)
+    watcher.start()
+    try:
+        with pytest.raises(ImageBuildError, match="cancelled"):
+            ensure_env_image(
+                docker_client, base_image, repo, settings, str(repo), commit_date(repo), cancel
+            )
+    finally:
+        cancel.set()
+        watcher.join(10)
+    assert seen  # the build had started when it was cancelled
+    assert builders() == []
+    assert docker_client.images.list(name=f"{repository}-env") == []
+
+
+# --------------------------------------------------------------------------- whole jobs
+
+PATCH = "--- a/README\n+++ b/README\n@@ -1 +1 @@\n-hello\n+bye\n"
+
+
+@pytest.fixture
+def job_runtime(settings: Settings) -> Runtime:
+    tight = settings.workspace.model_copy(update={"checkout_max_files": 5000})
+    return Runtime.start(settings.model_copy(update={"workspace": tight}))
+
+
+def job_files_outside(runtime: Runtime, verdict: Verdict) -> list[str]:
+    """Anything the job left on disk besides its own folder's records."""
+    folder = runtime.jobs_dir / verdict.job_id
+    return [str(p.relative_to(folder)) for p in folder.rglob("*") if "trees" in p.parts]
+
+
+@pytest.mark.docker
+def test_a_job_on_a_git_bomb_is_an_error_naming_the_cap(
+    job_runtime: Runtime, tmp_path: Path
+) -> None:
+    src = tmp_path / "bomb"
+    git_bomb(src, fanout=10, depth=5)  # 100,000 files, over the job's cap of 5,000
+    verdict = verify(FixJob(repo=str(src), patch=PATCH), job_runtime)
+    assert verdict.status == "error"
+    assert "more than 5000 files" in verdict.summary
+    assert "checkout_max_files" in verdict.summary
+    assert job_files_outside(job_runtime, verdict) == []
+    assert not git_children()
+
+
+@pytest.mark.docker
+def test_a_job_cancelled_during_checkout_ends_cancelled_and_leaves_nothing(
+    job_runtime: Runtime, hanging: HangingServer
+) -> None:
+    cancel = threading.Event()
+    verdicts: list[Verdict] = []
+    job = FixJob(repo=f"https://127.0.0.1:{hanging.port}/acme/app.git", base="main", patch=PATCH)
+    worker = threading.Thread(
+        target=lambda: verdicts.append(verify(job, job_runtime, cancel=cancel))
+    )
+    worker.start()
+    assert hanging.accepted.wait(30)
+    cancel.set()
+    worker.join(60)
+    assert not worker.is_alive()
+    (verdict,) = verdicts
+    assert verdict.status == "error"
+    assert "cancelled" in verdict.summary
+    assert job_files_outside(job_runtime, verdict) == []
+    assert leftovers(job_runtime.mirrors.root) == []
     assert not git_children()

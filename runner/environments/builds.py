@@ -12,6 +12,7 @@ import json
 import re
 import secrets
 import subprocess
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -186,8 +187,12 @@ def ensure_env_image(
     settings: Settings,
     repo_key: str,
     commit_date: datetime | None,
+    cancel: threading.Event | None = None,
 ) -> EnvImage:
-    """Return the environment image for a checkout, building it only when its tag is missing."""
+    """Return the environment image for a checkout, building it only when its tag is missing.
+
+    Setting ``cancel`` stops a build under way: its container is removed, ImageBuildError.
+    """
     started = time.monotonic()
     env = describe_environment(checkout, settings, repo_key, commit_date, python=base.python)
     resolved_s = round(time.monotonic() - started, 2)
@@ -211,7 +216,9 @@ def ensure_env_image(
         wheels_started = time.monotonic()
         wheels = ensure_wheels(env.pins, settings.paths.root, base.python)
         seconds = {"resolve": resolved_s, "wheels": round(time.monotonic() - wheels_started, 2)}
-        image = _Build(client, base, checkout, settings, env, wheels.path, tag, digest).run()
+        build = _Build(client, base, checkout, settings, env, wheels.path, tag, digest)
+        build.cancel = cancel
+        image = build.run()
         image.seconds = {**seconds, **image.seconds}
         return image
 
@@ -237,6 +244,7 @@ class _Build:
         self.seconds: dict[str, float] = {}
         self.notes: list[str] = []
         self.deadline = time.monotonic() + BUILD_TIMEOUT_S
+        self.cancel: threading.Event | None = None
         if self.installer == "uv" and not Path(uv_binary()).is_file():
             self.installer = "pip"
             self.notes.append("uv not found on the host: installed with pip")
@@ -424,6 +432,10 @@ class _Build:
             info = self.client.api.exec_inspect(exec_id)
             if not info.get("Running") and info.get("ExitCode") is not None:
                 return int(info["ExitCode"])
+            if self.cancel is not None and self.cancel.is_set():
+                raise ImageBuildError(
+                    f"environment image build stopped at step '{step}': cancelled"
+                )
             if time.monotonic() > self.deadline:
                 raise ImageBuildError(
                     f"environment image build timed out at step '{step}' after {BUILD_TIMEOUT_S} s",

@@ -363,6 +363,7 @@ def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event 
                 runtime.settings,
                 repo_key=state.job.repo,
                 commit_date=commit_date(baseline_dir),
+                cancel=cancel,
             )
             state.env.write_environment_json(state.folder)
         waited = time.monotonic()
@@ -602,7 +603,10 @@ def _repro(
             image=state.env.id,
             command=split_command(command),
             workdir=WORK,
-            mounts=[Mount(source=tree, target=WORK, read_only=False), *_mirror_mount(state)],
+            mounts=[
+                Mount(source=tree, target=WORK, read_only=False, quota=True),
+                *_mirror_mount(state),
+            ],
             limits=state.policy.limits.for_phase("repro"),
             job_id=state.job_id,
             phase=f"repro-{side}-{i}",
@@ -793,7 +797,7 @@ def _sandboxed(
         command=argv,
         workdir=WORK,
         mounts=[
-            Mount(source=tree, target=WORK, read_only=False),
+            Mount(source=tree, target=WORK, read_only=False, quota=True),
             Mount(source=results, target=RESULTS, read_only=False),
             *_mirror_mount(state),
         ],
