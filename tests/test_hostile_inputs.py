@@ -8,6 +8,7 @@ no git process, no container of this session, no file outside the job's folder.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from conftest import TEST_INSTANCE
+from conftest import REPO_ROOT, TEST_INSTANCE, make_settings
 
 from runner.config import Settings
 from runner.environments.builds import commit_date, ensure_env_image
@@ -439,3 +440,76 @@ def test_a_job_cancelled_during_checkout_ends_cancelled_and_leaves_nothing(
     assert job_files_outside(job_runtime, verdict) == []
     assert leftovers(job_runtime.mirrors.root) == []
     assert not git_children()
+
+
+CALC = "def add(a, b):\n    return a + b\n"
+CALC_TEST = "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+
+
+@pytest.fixture(scope="module")
+def calc_runtime(tmp_path_factory: pytest.TempPathFactory, base_image: BaseImage) -> Runtime:
+    """One runtime and state dir for the module's whole jobs (the environment is built once)."""
+    return Runtime.start(make_settings(tmp_path_factory.mktemp("state"), f"{TEST_INSTANCE}-jobs"))
+
+
+@pytest.fixture(scope="module")
+def calc_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("calc") / "calc"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "calc.py").write_text(CALC)
+    (repo / "tests" / "test_calc.py").write_text(CALC_TEST)
+    tgit(repo, "init", "-q", "-b", "main")
+    tgit(repo, "add", "-A")
+    tgit(repo, "commit", "-q", "-m", "calc")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def quota_policy(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The default policy with a 64 MiB / 4,096-inode workspace, so floods end in seconds."""
+    text = (REPO_ROOT / "policies" / "default.toml").read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^workspace_mb = \d+", "workspace_mb = 64", text)
+    text = re.sub(r"(?m)^workspace_inodes = \d+", "workspace_inodes = 4096", text)
+    text = re.sub(r'(?m)^name = ".*"', 'name = "quota"', text)
+    path = tmp_path_factory.mktemp("policy") / "quota.toml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def flood_patch(body: str) -> str:
+    """A candidate whose calc.py floods the workspace when imported, then works."""
+    lines = [f"+{line}" for line in (body + CALC).splitlines()]
+    header = f"--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,{len(lines)} @@\n"
+    return header + "-def add(a, b):\n-    return a + b\n" + "\n".join(lines) + "\n"
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(
+    "flood",
+    [
+        # 10 GiB in 8 MiB files
+        "import os\nfor i in range(1280):\n    with open(f'flood{i}', 'wb') as f:\n"
+        "        f.write(bytes(8 << 20))\n",
+        # a million empty files
+        "import os\nfor i in range(1_000_000):\n    os.close(os.open(f'f{i}', os.O_CREAT))\n",
+    ],
+    ids=["10GB", "million-files"],
+)
+def test_a_flooding_candidate_is_rejected_at_the_quota_and_the_host_disk_is_untouched(
+    calc_runtime: Runtime, calc_repo: Path, quota_policy: str, flood: str
+) -> None:
+    verdict = verify(
+        FixJob(repo=str(calc_repo), patch=flood_patch(flood), policy=quota_policy), calc_runtime
+    )
+    assert verdict.status == "rejected", verdict.summary
+    assert "tests/test_calc.py::test_add" in verdict.tests.pass_to_fail
+    assert (verdict.resources.limits.workspace_mb, verdict.resources.limits.workspace_inodes) == (
+        64,
+        4096,
+    )
+    logs = calc_runtime.jobs_dir / verdict.job_id
+    assert any(
+        "No space left on device" in p.read_text(errors="replace") for p in logs.rglob("*.log")
+    )
+    assert job_files_outside(calc_runtime, verdict) == []
+    assert not (calc_repo / "flood0").exists() and not (calc_repo / "f0").exists()
