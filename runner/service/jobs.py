@@ -198,8 +198,8 @@ class ThreadPool:
             active.interrupted = True
             active.cancel.set()
         for thread in self._threads:
-            # A cancelled sandbox dies within a second or two; git and image steps
-            # are not interruptible, so wait a bounded while for their removal.
+            # A cancelled sandbox, git call or image build stops within a second or two;
+            # a host-side wheel download does not, so wait a bounded while.
             thread.join(timeout=30)
         return [job_id for job_id, _ in late]
 
