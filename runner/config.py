@@ -101,6 +101,35 @@ class SecuritySettings(Model):
     )
 
 
+class WorkspaceSettings(Model):
+    """What one repository may cost the host: checkout size and git's waits on the network."""
+
+    checkout_max_bytes: int = Field(
+        default=2 * 2**30,
+        ge=1,
+        description="Total file bytes of a checkout; a larger tree is refused before it is "
+        "written.",
+    )
+    checkout_max_files: int = Field(
+        default=200_000,
+        ge=1,
+        description="Files (and symlinks) in a checkout; a git bomb is refused before its "
+        "inodes exist.",
+    )
+    git_connect_timeout_s: float = Field(
+        default=60, gt=0, description="ssh's connect timeout for a git remote."
+    )
+    git_low_speed_time_s: float = Field(
+        default=60,
+        gt=0,
+        description="A git transfer below git_low_speed_bytes per second for this long is "
+        "dropped (a remote that accepts and then hangs, HTTPS or ssh).",
+    )
+    git_low_speed_bytes: int = Field(
+        default=1000, ge=1, description="Bytes per second under which a transfer is slow."
+    )
+
+
 class ServiceToken(Model):
     """One API token of `runner serve`: its hash only, never the token itself."""
 
@@ -281,6 +310,7 @@ class Settings(Model):
     sandbox: Limits = Field(default_factory=Limits, description="Default sandbox limits.")
     paths: PathSettings = Field(default_factory=PathSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     celery: CelerySettings = Field(default_factory=CelerySettings)
     fixer: FixerSettings = Field(default_factory=FixerSettings)

@@ -12,7 +12,8 @@ import pytest
 from runner.config import Settings, load_settings
 from runner.environments.images import BaseImage, ensure_base_image
 from runner.errors import EngineUnavailableError
-from runner.sandbox.engine import LABEL_OWNER, connect
+from runner.sandbox.engine import connect
+from runner.sandbox.labels import LABEL_OWNER
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # One owner label per test session: concurrent sessions never judge or remove each

@@ -24,7 +24,7 @@ import httpx
 from conftest import TEST_INSTANCE
 
 from runner.client import RunnerClient
-from runner.sandbox.engine import LABEL_JOB, LABEL_OWNER
+from runner.sandbox.labels import LABEL_JOB, LABEL_OWNER
 from runner.service.auth import create_token
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,8 @@ from conftest import TEST_INSTANCE
 from runner.config import EngineSettings
 from runner.environments.images import BaseImage
 from runner.errors import EngineUnavailableError
-from runner.sandbox.engine import LABEL_DEADLINE, LABEL_OWNER, connect, sweep_expired
+from runner.sandbox.engine import connect, sweep_expired
+from runner.sandbox.labels import LABEL_DEADLINE, LABEL_OWNER
 
 pytestmark = pytest.mark.docker
 

@@ -26,7 +26,7 @@ from runner.environments.builds import (
 from runner.environments.images import BaseImage
 from runner.models import Limits, Mount, RunSpec
 from runner.sandbox.docker import DockerSandbox
-from runner.sandbox.engine import LABEL_DEADLINE, LABEL_OWNER
+from runner.sandbox.labels import LABEL_DEADLINE, LABEL_OWNER
 
 pytestmark = pytest.mark.docker
 

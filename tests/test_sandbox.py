@@ -17,7 +17,7 @@ from runner.environments.images import BaseImage
 from runner.errors import SandboxError
 from runner.models import Limits, Mount, RunSpec
 from runner.sandbox.docker import DockerSandbox, hand_over
-from runner.sandbox.engine import LABEL_OWNER
+from runner.sandbox.labels import LABEL_OWNER
 
 pytestmark = pytest.mark.docker
 

@@ -1,4 +1,4 @@
-"""workspace.py against real git repositories made in a temp dir; no mocks."""
+"""runner.workspace (git, urls, mirrors, trees) against real git repositories in a temp dir."""
 
 from __future__ import annotations
 
@@ -13,18 +13,17 @@ import git
 import pytest
 
 from runner.errors import JobInputError, PatchError, WorkspaceError
-from runner.workspace import repository as workspace
-from runner.workspace.repository import (
-    MirrorCache,
+from runner.workspace.git import private_dir, run_git
+from runner.workspace.mirrors import MirrorCache
+from runner.workspace.trees import (
     apply_patch,
     check_paths_against_tree,
     checkout,
     copy_tree,
     remove_tree,
     tree_id,
-    validate_repo_url,
-    validate_revision,
 )
+from runner.workspace.urls import RepoUrl, validate_repo_url, validate_revision
 
 OTHER_UID = 12345
 
@@ -144,6 +143,25 @@ def test_unsafe_or_unknown_urls_are_refused_with_a_reason(url: str, why: str) ->
         validate_repo_url(url, allow_local=False)
 
 
+@pytest.mark.parametrize(
+    ("url", "kind", "host"),
+    [
+        ("https://GitHub.com/acme/app.git", "https", "github.com"),
+        ("ssh://git@Git.Example.com:2222/acme/app", "ssh", "git.example.com"),
+        ("git@github.com:acme/app.git", "scp", "github.com"),
+        ("deploy@Host.Example:acme/app", "scp", "host.example"),
+    ],
+)
+def test_one_grammar_names_the_kind_and_host(url: str, kind: str, host: str) -> None:
+    repo = RepoUrl.parse(url, allow_local=False)
+    assert (repo.source, repo.kind, repo.host) == (url, kind, host)
+
+
+def test_a_local_repository_has_no_host(src: Path) -> None:
+    repo = RepoUrl.parse(f"file://{src}", allow_local=True)
+    assert (repo.source, repo.kind, repo.host) == (str(src.resolve()), "local", "")
+
+
 def test_refused_url_does_not_echo_its_token() -> None:
     with pytest.raises(JobInputError) as info:
         validate_repo_url("http://user:s3cret@example.com/repo", allow_local=False)
@@ -153,7 +171,7 @@ def test_refused_url_does_not_echo_its_token() -> None:
 def test_file_transport_is_blocked_below_validation_too(src: Path, tmp_path: Path) -> None:
     """Defence in depth: even a call that skipped validation cannot use a local path."""
     args = ["clone", "--mirror", "--", str(src), str(tmp_path / "m")]
-    result = workspace._git(args, cwd=tmp_path, allow_file=False, trust=[src])
+    result = run_git(args, cwd=tmp_path, allow_file=False, trust=[src])
     assert result.status != 0
     assert "transport 'file' not allowed" in result.stderr
 
@@ -306,12 +324,13 @@ def test_inherited_git_dir_and_index_do_not_redirect_git(
 
 
 @pytest.mark.parametrize("var", ["GIT_WORK_TREE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR"])
-def test_inherited_variables_that_cannot_be_overridden_are_refused(
-    src: Path, cache: MirrorCache, monkeypatch: pytest.MonkeyPatch, var: str
+def test_inherited_git_variables_never_reach_git(
+    src: Path, cache: MirrorCache, monkeypatch: pytest.MonkeyPatch, var: str, tmp_path: Path
 ) -> None:
     monkeypatch.setenv(var, "/nonexistent")
-    with pytest.raises(WorkspaceError, match=f"unset {var}"):
-        cache.resolve(str(src), "HEAD")
+    mirror, sha = cache.resolve(str(src), "HEAD")
+    dest = checkout(mirror, sha, tmp_path / "job")
+    assert (dest / "README").is_file()
 
 
 # --------------------------------------------------------------------------- hooks
@@ -593,6 +612,6 @@ def test_copy_tree_keeps_symlinks_as_symlinks(tmp_path: Path) -> None:
 
 
 def test_private_git_home_has_an_empty_read_only_hooks_dir() -> None:
-    private = workspace._private()
+    private = private_dir()
     assert list((private / "hooks").iterdir()) == []
     assert stat.S_IMODE((private / "hooks").stat().st_mode) & 0o222 == 0

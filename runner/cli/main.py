@@ -56,17 +56,24 @@ def _cmd_env_show(args: argparse.Namespace) -> int:
 
     from runner.environments.builds import commit_date, describe_environment
     from runner.environments.images import base_python
-    from runner.workspace.repository import MirrorCache, checkout, remove_tree, validate_repo_url
+    from runner.workspace.git import NetworkLimits
+    from runner.workspace.mirrors import MirrorCache
+    from runner.workspace.trees import CheckoutLimits, checkout, remove_tree
+    from runner.workspace.urls import validate_repo_url
 
     settings = command_settings(args)
     repo = args.repo
     if "://" not in repo and Path(repo).exists():
         repo = str(Path(repo).resolve())
     url = validate_repo_url(repo, settings.security.allow_local_repos)
-    mirrors = MirrorCache(settings.paths.root / "mirrors", settings.security.allow_local_repos)
+    mirrors = MirrorCache(
+        settings.paths.root / "mirrors",
+        settings.security.allow_local_repos,
+        network=NetworkLimits.of(settings.workspace),
+    )
     mirror, commit = mirrors.resolve(url, args.base)
     with tempfile.TemporaryDirectory(prefix="fixrunner-env-") as tmp:
-        tree = checkout(mirror, commit, Path(tmp) / "tree")
+        tree = checkout(mirror, commit, Path(tmp) / "tree", CheckoutLimits.of(settings.workspace))
         try:
             env = describe_environment(
                 tree, settings, repo, commit_date(tree), python=base_python(settings.images)

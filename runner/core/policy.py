@@ -66,6 +66,8 @@ class LimitsPolicy(Model):
     repro_timeout_s: float = Field(default=120, gt=0)
     job_timeout_s: float = Field(default=1800, gt=0)
     output_bytes: int = Field(default=1_000_000, ge=1024)
+    workspace_mb: int = Field(default=1024, ge=16)
+    workspace_inodes: int = Field(default=262_144, ge=1024)
 
     def for_phase(self, phase: Phase) -> Limits:
         """The sandbox Limits for one phase (its own timeout)."""
@@ -78,6 +80,8 @@ class LimitsPolicy(Model):
             pids=self.pids,
             timeout_s=timeout,
             output_bytes=self.output_bytes,
+            workspace_mb=self.workspace_mb,
+            workspace_inodes=self.workspace_inodes,
         )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from runner.models import Limits, Model
-from runner.sandbox.engine import LABEL_DEADLINE, LABEL_JOB, LABEL_OWNER, LABEL_PHASE
+from runner.sandbox.labels import LABEL_DEADLINE, LABEL_JOB, LABEL_OWNER, LABEL_PHASE
 
 # Kubernetes label keys allow one optional DNS prefix: io.fixrunner/job rather than
 # Docker's io.fixrunner.job; the values are the same.

@@ -40,11 +40,12 @@ from runner.distributed.broker import (
     shared_queue,
 )
 from runner.models import Verdict
-from runner.sandbox.engine import LABEL_JOB, LABEL_OWNER, owned_containers
+from runner.sandbox.engine import owned_containers
+from runner.sandbox.labels import LABEL_JOB, LABEL_OWNER
 from runner.service.jobs import progress_writer, run_job
 from runner.service.models import JobSubmission
 from runner.verify.pipeline import Progress, Runtime
-from runner.workspace.repository import remove_tree
+from runner.workspace.trees import remove_tree
 
 log = structlog.get_logger(__name__)
 

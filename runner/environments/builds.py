@@ -12,6 +12,7 @@ import json
 import re
 import secrets
 import subprocess
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -34,18 +35,24 @@ from runner.environments.images import BaseImage, base_python
 from runner.environments.wheels import INSTALL_LIST, ensure_wheels
 from runner.errors import ImageBuildError
 from runner.models import EnvironmentInfo, Model
-from runner.sandbox.engine import LABEL_DEADLINE, LABEL_JOB, LABEL_OWNER, LABEL_PHASE, LABEL_PREFIX
+from runner.sandbox.labels import (
+    LABEL_DEADLINE,
+    LABEL_ENV_HASH,
+    LABEL_INSTALL,
+    LABEL_JOB,
+    LABEL_KIND,
+    LABEL_OWNER,
+    LABEL_PHASE,
+    LABEL_PREFIX,
+    LABEL_PYTHON,
+    LABEL_TARGET,
+    LABEL_VERSION,
+)
 
 log = structlog.get_logger(__name__)
 
 # Bumped whenever the build recipe below changes what an image contains.
 ENV_FORMAT = "1"
-LABEL_KIND = f"{LABEL_PREFIX}.kind"
-LABEL_VERSION = f"{LABEL_PREFIX}.runner-version"
-LABEL_ENV_HASH = f"{LABEL_PREFIX}.env-hash"
-LABEL_INSTALL = f"{LABEL_PREFIX}.install-mode"
-LABEL_PYTHON = f"{LABEL_PREFIX}.python"
-LABEL_TARGET = f"{LABEL_PREFIX}.env-target"  # on a build container: the tag it builds
 BUILD_ONLY_LABELS = (LABEL_OWNER, LABEL_JOB, LABEL_PHASE, LABEL_DEADLINE, LABEL_TARGET)
 VENV = "/opt/venv"
 ENV_JSON = f"{VENV}/fixrunner-environment.json"
@@ -181,10 +188,12 @@ def ensure_env_image(
     repo_key: str,
     commit_date: datetime | None,
     job_id: str | None = None,
+    cancel: threading.Event | None = None,
 ) -> EnvImage:
     """Return the environment image for a checkout, building it only when its tag is missing.
 
     ``job_id`` labels the build container, so a restart after a crash finds its owner.
+    Setting ``cancel`` stops a build under way: its container is removed, ImageBuildError.
     """
     started = time.monotonic()
     env = describe_environment(checkout, settings, repo_key, commit_date, python=base.python)
@@ -209,9 +218,9 @@ def ensure_env_image(
         wheels_started = time.monotonic()
         wheels = ensure_wheels(env.pins, settings.paths.root, base.python)
         seconds = {"resolve": resolved_s, "wheels": round(time.monotonic() - wheels_started, 2)}
-        image = _Build(
-            client, base, checkout, settings, env, wheels.path, tag, digest, job_id
-        ).run()
+        build = _Build(client, base, checkout, settings, env, wheels.path, tag, digest, job_id)
+        build.cancel = cancel
+        image = build.run()
         image.seconds = {**seconds, **image.seconds}
         return image
 
@@ -239,6 +248,7 @@ class _Build:
         self.seconds: dict[str, float] = {}
         self.notes: list[str] = []
         self.deadline = time.monotonic() + BUILD_TIMEOUT_S
+        self.cancel: threading.Event | None = None
         if self.installer == "uv" and not Path(uv_binary()).is_file():
             self.installer = "pip"
             self.notes.append("uv not found on the host: installed with pip")
@@ -426,6 +436,10 @@ class _Build:
             info = self.client.api.exec_inspect(exec_id)
             if not info.get("Running") and info.get("ExitCode") is not None:
                 return int(info["ExitCode"])
+            if self.cancel is not None and self.cancel.is_set():
+                raise ImageBuildError(
+                    f"environment image build stopped at step '{step}': cancelled"
+                )
             if time.monotonic() > self.deadline:
                 raise ImageBuildError(
                     f"environment image build timed out at step '{step}' after {BUILD_TIMEOUT_S} s",

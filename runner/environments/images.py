@@ -23,15 +23,11 @@ from runner import __version__
 from runner.config import ImageSettings, Settings
 from runner.errors import ImageBuildError
 from runner.models import Model
-from runner.sandbox.engine import LABEL_PREFIX
+from runner.sandbox.labels import LABEL_KIND, LABEL_RECIPE, LABEL_RECIPE_HASH, LABEL_VERSION
 
 log = structlog.get_logger(__name__)
 
 IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
-LABEL_KIND = f"{LABEL_PREFIX}.kind"
-LABEL_RECIPE = f"{LABEL_PREFIX}.recipe"
-LABEL_RECIPE_HASH = f"{LABEL_PREFIX}.recipe-hash"
-LABEL_VERSION = f"{LABEL_PREFIX}.runner-version"
 BASE_ENV_CHANGES = ["ENV PATH=/usr/local/bin:/usr/bin:/bin", "ENV LANG=C.UTF-8"]
 # Python of the offline recipe: Debian bookworm's python3.
 SUITE_PYTHON = {"bookworm": "3.11", "trixie": "3.13"}

@@ -44,7 +44,8 @@ from runner.fix.prompts import feedback, first_prompt, pull_request
 from runner.fix.result import Attempt, FixResult
 from runner.models import FixJob, SuiteRun, TestResult, Verdict
 from runner.verify.pipeline import Runtime, verify
-from runner.workspace.repository import checkout, remove_tree, validate_repo_url
+from runner.workspace.trees import CheckoutLimits, checkout, remove_tree
+from runner.workspace.urls import validate_repo_url
 
 __all__ = [
     "SUBMIT_FIX_TOOL",
@@ -237,7 +238,7 @@ def _prepare(loop: _Loop, result: FixResult, repo: str, base: str) -> FixResult:
     mirror, commit = runtime.mirrors.resolve(url, base)
     tree = runtime.settings.paths.root / "fixes" / result.fix_id / "tree"
     try:
-        checkout(mirror, commit, tree)
+        checkout(mirror, commit, tree, CheckoutLimits.of(runtime.settings.workspace))
         files = set(list_files(tree))
         context = gather_context(tree, loop.report, loop.fixer.context_tokens)
     finally:

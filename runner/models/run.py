@@ -24,6 +24,17 @@ class Limits(Model):
     ] = 1_000_000
     tmpfs_mb: Annotated[int, Field(ge=1, description="Size of the writable /tmp tmpfs.")] = 256
     tmpfs_inodes: Annotated[int, Field(ge=64, description="Inode cap of the /tmp tmpfs.")] = 65536
+    workspace_mb: Annotated[
+        int,
+        Field(
+            ge=16,
+            description="Size of the tmpfs a quota mount's writable copy lives on (it counts "
+            "towards memory_mb too).",
+        ),
+    ] = 1024
+    workspace_inodes: Annotated[
+        int, Field(ge=1024, description="Inode cap of a quota mount's tmpfs.")
+    ] = 262_144
 
 
 class Mount(Model):
@@ -32,6 +43,12 @@ class Mount(Model):
     source: Path = Field(description="Host path (a per-job copy, never the user's checkout).")
     target: str = Field(description="Absolute path inside the container.")
     read_only: bool = Field(default=True, description="Mount read-only.")
+    quota: bool = Field(
+        default=False,
+        description="The container writes to a copy of ``source`` on a tmpfs capped by "
+        "Limits.workspace_mb and workspace_inodes; ``source`` itself is mounted read-only "
+        "and never written, so a write flood never reaches the host's disk.",
+    )
 
 
 class RunSpec(Model):

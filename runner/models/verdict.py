@@ -12,7 +12,8 @@ from runner.models.results import LintSummary, RunCounts
 from runner.models.run import Limits
 
 # 1.1: repro (with its `problem` field) and `host`, added after 1.0; additive only.
-# 1.2: the error_not_suppressed check, NOQA lint findings, structural tests_not_weakened.
+# 1.2: the error_not_suppressed check, NOQA lint findings, structural tests_not_weakened;
+#      resources.limits.workspace_mb and workspace_inodes (the writable tree's quota).
 SCHEMA_VERSION = "1.2"
 Status = Literal["verified", "rejected", "error"]
 AppliedWith = Literal["clean", "3way", "already_applied", "not_applied"]

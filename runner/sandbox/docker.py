@@ -25,8 +25,9 @@ from docker.types import LogConfig, Mount, Ulimit
 
 from runner.config import EngineSettings
 from runner.errors import SandboxError
+from runner.models import Mount as RunSpecMount
 from runner.models import RunResult, RunSpec
-from runner.sandbox.engine import LABEL_DEADLINE, LABEL_JOB, LABEL_OWNER, LABEL_PHASE
+from runner.sandbox.labels import LABEL_DEADLINE, LABEL_JOB, LABEL_OWNER, LABEL_PHASE
 from runner.sandbox.output import CappedOutput
 
 log = structlog.get_logger(__name__)
@@ -84,6 +85,11 @@ class DockerSandbox:
         self._client = client
         self._settings = settings
         self._user = sandbox_user(settings)
+
+    @property
+    def user(self) -> str:
+        """The uid:gid its containers run as (per-job trees are handed over to it)."""
+        return self._user
 
     def run(self, spec: RunSpec, cancel: threading.Event | None = None) -> RunResult:
         """Create, start, stream, wait, remove. Removal happens on every path out."""
@@ -143,7 +149,7 @@ class DockerSandbox:
         # so a container cannot outlive a dead runner for long. `timeout` signals its
         # whole process group; when it exits, the init exits and the kernel ends the rest.
         self_destruct = int(limits.timeout_s) + SELF_DESTRUCT_GRACE_S
-        command = ["timeout", "-s", "KILL", str(self_destruct), *spec.command]
+        command = ["timeout", "-s", "KILL", str(self_destruct), *_seeded(spec)]
         memory = f"{limits.memory_mb}m"
         kwargs: dict[str, object] = {
             "image": spec.image,
@@ -168,6 +174,7 @@ class DockerSandbox:
                     f"rw,nosuid,nodev,exec,size={limits.tmpfs_mb}m,"
                     f"nr_inodes={limits.tmpfs_inodes},mode=1777"
                 ),
+                **self._quota_tmpfs(spec),
             },
             "mem_limit": memory,
             "memswap_limit": memory,
@@ -176,18 +183,18 @@ class DockerSandbox:
             "ulimits": [
                 Ulimit(name="core", soft=0, hard=0),
                 Ulimit(name="nofile", soft=4096, hard=4096),
-                # One file may not exceed the tmpfs size: a disk bomb in the bind-mounted
-                # workspace is capped per file (see README, security model).
+                # One file may not exceed the tmpfs size: a disk bomb in a writable bind
+                # mount without a quota (the results folder) is capped per file.
                 Ulimit(name="fsize", soft=limits.tmpfs_mb * 2**20, hard=limits.tmpfs_mb * 2**20),
             ],
             "mounts": [
                 Mount(
-                    target=m.target,
+                    target=_seed_dir(n) if _quota(m) else m.target,
                     source=str(m.source),
                     type="bind",
-                    read_only=m.read_only,
+                    read_only=m.read_only or _quota(m),
                 )
-                for m in spec.mounts
+                for n, m in enumerate(spec.mounts)
             ],
             # Output is streamed with its cap applied while reading; the engine keeps none.
             "log_config": LogConfig(type="none"),
@@ -198,6 +205,15 @@ class DockerSandbox:
         if self._settings.runtime:
             kwargs["runtime"] = self._settings.runtime
         return kwargs
+
+    def _quota_tmpfs(self, spec: RunSpec) -> dict[str, str]:
+        """A size- and inode-capped tmpfs, owned by the sandbox user, per quota mount."""
+        uid, _, gid = self._user.partition(":")
+        options = (
+            f"rw,nosuid,nodev,exec,size={spec.limits.workspace_mb}m,"
+            f"nr_inodes={spec.limits.workspace_inodes},mode=0755,uid={uid},gid={gid or uid}"
+        )
+        return {m.target: options for m in spec.mounts if _quota(m)}
 
     @contextlib.contextmanager
     def _container(self, spec: RunSpec) -> Iterator[Container]:
@@ -274,6 +290,42 @@ class DockerSandbox:
         except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
             # Left for `runner gc`, which finds it by label once its deadline passes.
             log.warning("sandbox.remove_failed", container=ref, error=str(exc))
+
+
+# Copies each quota mount's read-only source onto its tmpfs, then runs the command.
+# A tree that does not fit its quota ends the run with QUOTA_EXIT and says so.
+QUOTA_EXIT = 125
+_SEED_ROOT = "/.fixrunner-seed"
+_SEED_SCRIPT = f"""
+while [ "$1" != -- ]; do
+  cp -a "$1/." "$2/" || {{
+    echo "fixrunner: the tree does not fit the workspace quota (limits.workspace_mb," \
+         "workspace_inodes)" >&2
+    exit {QUOTA_EXIT}
+  }}
+  shift 2
+done
+shift
+exec "$@"
+"""
+
+
+def _quota(mount: RunSpecMount) -> bool:
+    return mount.quota and not mount.read_only
+
+
+def _seed_dir(n: int) -> str:
+    return f"{_SEED_ROOT}/{n}"
+
+
+def _seeded(spec: RunSpec) -> list[str]:
+    """The command, preceded by the copy of every quota mount when there is one."""
+    pairs = [
+        part for n, m in enumerate(spec.mounts) if _quota(m) for part in (_seed_dir(n), m.target)
+    ]
+    if not pairs:
+        return list(spec.command)
+    return ["sh", "-c", _SEED_SCRIPT, "fixrunner-seed", *pairs, "--", *spec.command]
 
 
 def _slug(text: str) -> str:

@@ -1,4 +1,4 @@
-"""The Docker engine connection, its labels, and the sweep of leftover containers."""
+"""The Docker engine connection and the sweep of leftover containers."""
 
 from __future__ import annotations
 
@@ -14,14 +14,10 @@ import structlog
 
 from runner.config import EngineSettings
 from runner.errors import EngineUnavailableError
+from runner.sandbox.labels import LABEL_DEADLINE, LABEL_OWNER
 
 log = structlog.get_logger(__name__)
 
-LABEL_PREFIX = "io.fixrunner"
-LABEL_OWNER = f"{LABEL_PREFIX}.owner"
-LABEL_JOB = f"{LABEL_PREFIX}.job"
-LABEL_PHASE = f"{LABEL_PREFIX}.phase"
-LABEL_DEADLINE = f"{LABEL_PREFIX}.deadline"
 
 # Transient failures talking to the engine: the engine is down or its socket is gone.
 ENGINE_DOWN = (

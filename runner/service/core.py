@@ -24,7 +24,8 @@ from runner.environments.images import find_base_image
 from runner.errors import ConfigError, WorkspaceError
 from runner.fix.result import FixResult
 from runner.models import Verdict
-from runner.sandbox.engine import LABEL_JOB, owned_containers, sweep_expired
+from runner.sandbox.engine import owned_containers, sweep_expired
+from runner.sandbox.labels import LABEL_JOB
 from runner.service.admission import (
     Conflict,
     FixerNotConfigured,
@@ -56,7 +57,7 @@ from runner.service.models import (
 from runner.service.records import JobRecord, JobStore, Outcome, QueueLimitReached, Submission
 from runner.service.store import SqliteStore
 from runner.verify.pipeline import Runtime, new_job_id
-from runner.workspace.repository import remove_tree
+from runner.workspace.trees import remove_tree
 
 log = structlog.get_logger(__name__)
 

@@ -27,7 +27,7 @@ from runner.models import FixJob, Verdict
 from runner.service.models import FixSubmission
 from runner.service.records import JobRecord, JobStore, Outcome
 from runner.verify.pipeline import Progress, Runtime, verify
-from runner.workspace.repository import remove_tree
+from runner.workspace.trees import remove_tree
 
 log = structlog.get_logger(__name__)
 
@@ -198,8 +198,8 @@ class ThreadPool:
             active.interrupted = True
             active.cancel.set()
         for thread in self._threads:
-            # A cancelled sandbox dies within a second or two; git and image steps
-            # are not interruptible, so wait a bounded while for their removal.
+            # A cancelled sandbox, git call or image build stops within a second or two;
+            # a host-side wheel download does not, so wait a bounded while.
             thread.join(timeout=30)
         return [job_id for job_id, _ in late]
 

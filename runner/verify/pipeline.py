@@ -85,16 +85,18 @@ from runner.models import (
 )
 from runner.sandbox.docker import DockerSandbox, hand_over
 from runner.sandbox.engine import connect
-from runner.workspace.repository import (
-    MirrorCache,
+from runner.workspace.git import NetworkLimits
+from runner.workspace.mirrors import MirrorCache
+from runner.workspace.trees import (
+    CheckoutLimits,
     apply_patch,
     check_paths_against_tree,
     checkout,
     copy_tree,
     remove_tree,
     tree_id,
-    validate_repo_url,
 )
+from runner.workspace.urls import validate_repo_url
 
 log = structlog.get_logger(__name__)
 
@@ -157,7 +159,11 @@ class Runtime:
             settings=settings,
             client=client,
             sandbox=DockerSandbox(client, settings.engine),
-            mirrors=MirrorCache(root / "mirrors", allow_local=settings.security.allow_local_repos),
+            mirrors=MirrorCache(
+                root / "mirrors",
+                allow_local=settings.security.allow_local_repos,
+                network=NetworkLimits.of(settings.workspace),
+            ),
             _warming=warming,
         )
 
@@ -344,12 +350,15 @@ def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event 
     )
     with state.phase("checkout", "fetching the repository"):
         url = validate_repo_url(state.job.repo, runtime.settings.security.allow_local_repos)
-        mirror, commit = runtime.mirrors.resolve(url, state.job.base)
+        mirror, commit = runtime.mirrors.resolve(url, state.job.base, cancel)
         state.mirror = mirror
-        baseline_dir = checkout(mirror, commit, trees / "baseline")
+        limits = CheckoutLimits.of(runtime.settings.workspace)
+        baseline_dir = checkout(mirror, commit, trees / "baseline", limits, cancel)
     # The environment reads only the baseline tree, so the candidate's checkout overlaps it.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"checkout-{state.job_id}") as pool:
-        candidate_future = pool.submit(checkout, mirror, commit, trees / "candidate")
+        candidate_future = pool.submit(
+            checkout, mirror, commit, trees / "candidate", limits, cancel
+        )
         with state.phase("env", "preparing the environment image"):
             runtime.warmed()
             state.base = runtime.base_image()
@@ -361,6 +370,7 @@ def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event 
                 repo_key=state.job.repo,
                 commit_date=commit_date(baseline_dir),
                 job_id=state.job_id,
+                cancel=cancel,
             )
             state.env.write_environment_json(state.folder)
         waited = time.monotonic()
@@ -641,7 +651,10 @@ def _repro(
             image=state.env.id,
             command=split_command(command),
             workdir=WORK,
-            mounts=[Mount(source=tree, target=WORK, read_only=False), *_mirror_mount(state)],
+            mounts=[
+                Mount(source=tree, target=WORK, read_only=False, quota=True),
+                *_mirror_mount(state),
+            ],
             limits=state.policy.limits.for_phase("repro"),
             job_id=state.job_id,
             phase=f"repro-{side}-{i}",
@@ -839,7 +852,7 @@ def _sandboxed(
         command=argv,
         workdir=WORK,
         mounts=[
-            Mount(source=tree, target=WORK, read_only=False),
+            Mount(source=tree, target=WORK, read_only=False, quota=True),
             Mount(source=results, target=RESULTS, read_only=False),
             *_mirror_mount(state),
         ],
