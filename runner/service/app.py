@@ -40,6 +40,7 @@ from runner.service.models import (
     JobView,
     Readiness,
 )
+from runner.service.sentry import attach_groups, ingest_router
 
 log = structlog.get_logger(__name__)
 
@@ -131,6 +132,9 @@ def create_app(service: Service | None = None) -> FastAPI:
     app.state.service = service
     _handlers(app)
     _routes(app)
+    app.include_router(ingest_router(_token))
+    if service is not None:
+        attach_groups(app, service)
     if service is not None:
         app.add_middleware(BodyLimit, max_bytes=service.settings.service.max_body_bytes)
     app.add_middleware(RequestLog)
