@@ -194,3 +194,43 @@ def test_bad_credentials_and_a_missing_remote_are_reported_without_the_token(
     assert lost.state == "failed" and (lost.error or "").startswith("push: git push failed")
     assert TOKEN not in (lost.error or "")
     assert github.pulls == []
+
+
+# ----------------------------------------------------------------------------- runner fix --open-pr
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "flask-app-context"
+ANTHROPIC_KEY = "sk-ant-test-FAKE-CLI-PR-KEY"
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "says"),
+    [
+        (["--github-repo", REPO], {}, "no GitHub token: set GITHUB_TOKEN"),
+        ([], {"GITHUB_TOKEN": TOKEN}, "name the GitHub repository with --github-repo"),
+        (["--github-repo", "not a repo"], {"GITHUB_TOKEN": TOKEN}, "must be OWNER/NAME"),
+    ],
+)
+def test_open_pr_refusals_are_one_line_exit_2_before_any_work(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    env: dict[str, str],
+    says: str,
+) -> None:
+    from runner.cli.main import runner_main
+
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")  # never asked
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = tmp_path / "runner.toml"
+    config.write_text(f'[paths]\nstate_dir = "{tmp_path / "state"}"\n', encoding="utf-8")
+    report = EXAMPLE / "error-report.json"
+    argv = ["--config", str(config), "fix", "--repo", str(tmp_path), "--error", str(report)]
+    code = runner_main([*argv, "--open-pr", *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert says in err and "Traceback" not in err
+    assert not (tmp_path / "state" / "fixes").exists()  # nothing started

@@ -33,18 +33,19 @@ from runner.fix.result import FixResult, PullRequestRecord
 from runner.models import Model, Verdict
 from runner.workspace.repository import MirrorCache, apply_patch, checkout, remove_tree
 
-__all__ = ["PullRequestTarget", "branch_name", "open_pull_request", "report_group"]
+__all__ = ["GITHUB_REPO", "PullRequestTarget", "branch_name", "open_pull_request", "report_group"]
 
 log = structlog.get_logger(__name__)
 
 _GIT_TIMEOUT_S = 120
 _SLUG = re.compile(r"[^a-z0-9]+")
+GITHUB_REPO = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
 
 
 class PullRequestTarget(Model):
     """Where a verified fix goes: the remote, the GitHub repository, the group it fixes."""
 
-    github_repo: str = Field(description="owner/name on GitHub.")
+    github_repo: str = Field(pattern=GITHUB_REPO, description="owner/name on GitHub.")
     base_branch: str = Field(description="The branch the PR merges into.")
     push_url: str = Field(description="Remote the branch is pushed to (URL or path).")
     group: str = Field(description="The error group's id (the branch and PR carry it).")
