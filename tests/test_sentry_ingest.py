@@ -26,7 +26,7 @@ from anthropic_fake import FakeAnthropic, load_script
 from github_fake import FakeGitHub
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 from sentry_sdk.utils import event_from_exception
-from service_support import Server, make_server, shared_state, wait_for
+from service_support import Server, make_calc_repo, make_server, shared_state, wait_for
 
 from runner.environments.images import BaseImage
 from runner.ingest import (
@@ -169,6 +169,28 @@ def flask_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
+def history_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A repository with a commit on 2026-11-01 and one on 2026-11-20; returns both ids."""
+    repo = make_calc_repo(tmp_path_factory.mktemp("history") / "repo")
+    subprocess.run(["git", "branch", "-M", "main"], cwd=repo, check=True)
+    first = _rev(repo)
+    (repo / "notes.txt").write_text("later\n", encoding="utf-8")
+    later = "2026-11-20T12:00:00+00:00"
+    env = {**os.environ, "GIT_AUTHOR_DATE": later, "GIT_COMMITTER_DATE": later}
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", *identity, "commit", "-qm", "later"], cwd=repo, env=env, check=True)
+    return repo, first, _rev(repo)
+
+
+def _rev(repo: Path) -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
 def anthropic() -> Iterator[FakeAnthropic]:
     with FakeAnthropic([], api_key=ANTHROPIC_KEY) as server:
         yield server
@@ -187,6 +209,7 @@ def server(
     anthropic: FakeAnthropic,
     github: FakeGitHub,
     flask_repo: tuple[Path, Path],
+    history_repo: tuple[Path, str, str],
 ) -> Iterator[Server]:
     repo, bare = flask_repo
     srv = make_server(
@@ -212,6 +235,10 @@ def server(
         f'key = "{DSN_KEY[::-1]}"',
         'repo = "https://example.invalid/orders.git"',
         "fix_after_events = 3",
+        '[projects."3"]',  # groups only: no fix jobs
+        f'key = "{DSN_KEY.upper()}"',
+        f"repo = {json.dumps(str(history_repo[0]))}",
+        'branch = "main"\nfix = false',
     ]
     with srv.config.open("a", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
@@ -378,3 +405,23 @@ def test_refusals_are_sentrys_answers_and_a_group_starts_its_fix_at_the_configur
     client.flush(timeout=10)
     client.close()
     assert len(_groups(server)) == before
+
+
+@pytest.mark.docker
+def test_without_a_commit_release_a_group_starts_from_the_branch_head_at_the_event(
+    server: Server, history_repo: tuple[Path, str, str]
+) -> None:
+    _, first, later = history_repo
+    assert first != later
+    with pytest.raises(KeyError) as info:
+        {}["sku"]
+    event = _captured(info.value, event_id="b" * 32, timestamp="2026-11-10T08:00:00Z")
+    event["release"] = "orders@1.4.2"  # a version, not a commit
+    auth = {"X-Sentry-Auth": f"Sentry sentry_key={DSN_KEY.upper()}, sentry_version=7"}
+    answer = httpx.post(
+        f"{server.url}/api/3/envelope/", content=_envelope(event), headers=auth, timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+    group = next(g for g in _groups(server) if g["project"] == "3")
+    assert group["base"] == first  # the head on 2026-11-10, not today's
+    assert group["fix_id"] is None and group["fix_refusal"] is None  # fix = false

@@ -21,6 +21,7 @@ import structlog
 from pydantic import Field
 
 from runner.config import ProjectSettings
+from runner.errors import RunnerError
 from runner.fix.errorreport import ErrorReport
 from runner.fix.pullrequest import PullRequestTarget, open_pull_request
 from runner.fix.result import FixResult, PullRequestRecord
@@ -28,6 +29,7 @@ from runner.ingest import SentryEvent, fingerprint, group_title, to_error_report
 from runner.models import Model
 from runner.service.core import Service, ServiceRefusal
 from runner.service.models import FixSubmission, FixView
+from runner.workspace.repository import commit_before
 
 __all__ = ["GroupDesk", "GroupList", "GroupStore", "GroupView", "Ingested"]
 
@@ -65,7 +67,10 @@ class GroupView(Model):
     events: int = Field(description="Events seen.")
     first_seen: datetime
     last_seen: datetime
-    base: str = Field(description="The revision the fix starts from (release or branch).")
+    base: str = Field(
+        description="The revision the fix starts from: the release when it is a commit id, "
+        "else the branch's head at the first event."
+    )
     fix_id: str | None = Field(default=None, description="The group's fix job, once started.")
     fix_refusal: str | None = Field(default=None, description="Why no fix job could start.")
     fix: FixView | None = Field(default=None, description="The fix job's state and result.")
@@ -186,8 +191,9 @@ class GroupDesk:
         if report is None:
             return None  # a message or a log record: nothing for a fix to start from
         group_id = fingerprint(project_id, event)
-        release = (event.release or "").strip().lower()
-        base = release if _COMMIT.fullmatch(release) else project.branch
+        base = project.branch
+        if self.store.get(group_id) is None:  # a new group: find the commit it ran once
+            base = self._base(project, event)
         with self.store.lock:  # count and start as one step: never two fix jobs at once
             row = self.store.add_event(
                 group_id, project_id, group_title(event), report, base, event.event_id or ""
@@ -197,6 +203,22 @@ class GroupDesk:
             if project.fix and row["fix_id"] is None and due:
                 started = self._start_fix(group_id, project_id, report, row["base"])
         return Ingested(group_id=group_id, fix_started=started)
+
+    def _base(self, project: ProjectSettings, event: SentryEvent) -> str:
+        """The event's release when it is a commit id, else the branch's head at its time."""
+        release = (event.release or "").strip().lower()
+        if _COMMIT.fullmatch(release):
+            return release
+        runtime = self.service.runtime
+        if runtime is None or event.timestamp is None:
+            return project.branch
+        try:
+            mirror, head = runtime.mirrors.resolve(project.repo, project.branch)
+            return commit_before(mirror, head, event.timestamp) or head
+        except RunnerError as exc:
+            # The fix job resolves the branch again and reports what is wrong with it.
+            log.warning("group.base_unresolved", repo=project.repo, error=str(exc))
+            return project.branch
 
     def _start_fix(
         self, group_id: str, project_id: str, report: ErrorReport, base: str

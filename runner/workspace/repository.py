@@ -18,6 +18,7 @@ import stat
 import tempfile
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Literal, NamedTuple
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -456,6 +457,18 @@ def _resolve_commit(repo: Path, rev: str) -> str | None:
         ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
         cwd=repo,
         git_dir=repo,
+    )
+    sha = result.stdout.strip()
+    return sha if result.status == 0 and _FULL_SHA.fullmatch(sha) else None
+
+
+def commit_before(mirror: Path, commit: str, when: datetime) -> str | None:
+    """The newest first-parent ancestor of ``commit`` committed at or before ``when``, or None."""
+    stamp = int(when.timestamp())
+    result = _git(
+        ["rev-list", "-1", "--first-parent", f"--before={stamp}", "--end-of-options", commit],
+        cwd=mirror,
+        git_dir=mirror,
     )
     sha = result.stdout.strip()
     return sha if result.status == 0 and _FULL_SHA.fullmatch(sha) else None
