@@ -234,3 +234,16 @@ def test_open_pr_refusals_are_one_line_exit_2_before_any_work(
     assert code == 2
     assert says in err and "Traceback" not in err
     assert not (tmp_path / "state" / "fixes").exists()  # nothing started
+
+
+def test_a_push_url_with_the_ext_transport_runs_nothing(
+    tmp_path: Path, remote: tuple[Path, Path, str], github: FakeGitHub
+) -> None:
+    repo, _, commit = remote
+    marker = tmp_path / "ran"
+    target = _target(tmp_path).model_copy(update={"push_url": f"ext::sh -c touch% {marker}"})
+    mirrors = MirrorCache(tmp_path / "mirrors", allow_local=True)
+    record = open_pull_request(_result(repo, commit), target, mirrors, _settings(github))
+    assert record.state == "failed" and (record.error or "").startswith("push: git push failed")
+    assert not marker.exists()
+    assert github.pulls == []

@@ -91,6 +91,7 @@ def _git_env(settings: GitHubSettings, push_url: str, token: str) -> dict[str, s
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_CONFIG_GLOBAL": os.devnull,
         "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ALLOW_PROTOCOL": "https:ssh:file",  # never ext:: or plain http (the header)
         "GIT_ASKPASS": "",
         "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
         "GIT_AUTHOR_NAME": settings.author_name,

@@ -123,10 +123,11 @@ class GroupStore:
 
     def recent(self, group_id: str, window_s: float) -> int:
         """Events of the group received in the last ``window_s`` seconds."""
-        row = self._db.execute(
-            "SELECT COUNT(*) FROM error_events WHERE group_id = ? AND received >= ?",
-            (group_id, time.time() - window_s),
-        ).fetchone()
+        with self.lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM error_events WHERE group_id = ? AND received >= ?",
+                (group_id, time.time() - window_s),
+            ).fetchone()
         return int(row[0])
 
     def set_fix(self, group_id: str, fix_id: str | None, refusal: str | None) -> None:
@@ -139,23 +140,28 @@ class GroupStore:
 
     def get(self, group_id: str) -> sqlite3.Row | None:
         """The group's row."""
-        row: sqlite3.Row | None = self._db.execute(
-            "SELECT * FROM error_groups WHERE id = ?", (group_id,)
-        ).fetchone()
+        with self.lock:
+            row: sqlite3.Row | None = self._db.execute(
+                "SELECT * FROM error_groups WHERE id = ?", (group_id,)
+            ).fetchone()
         return row
 
     def by_fix(self, fix_id: str) -> sqlite3.Row | None:
         """The group whose fix job this is."""
-        row: sqlite3.Row | None = self._db.execute(
-            "SELECT * FROM error_groups WHERE fix_id = ?", (fix_id,)
-        ).fetchone()
+        with self.lock:
+            row: sqlite3.Row | None = self._db.execute(
+                "SELECT * FROM error_groups WHERE fix_id = ?", (fix_id,)
+            ).fetchone()
         return row
 
     def list(self, limit: int) -> list[sqlite3.Row]:
         """Groups, most recently seen first."""
-        return list(
-            self._db.execute("SELECT * FROM error_groups ORDER BY last_seen DESC LIMIT ?", (limit,))
-        )
+        with self.lock:
+            return list(
+                self._db.execute(
+                    "SELECT * FROM error_groups ORDER BY last_seen DESC LIMIT ?", (limit,)
+                )
+            )
 
     def close(self) -> None:
         """Close the connection."""
