@@ -115,5 +115,6 @@ log = subprocess.run(["git", "--git-dir", remote, "log", "-1", "--format=%h %an:
                      capture_output=True, text=True, check=True).stdout.strip()
 print(f"\nbranch       {pr['branch']} in the remote: {log}")
 print(f"pull request {group['pr_url']} (draft, {pr['state']})")
-print(f"first event → PR: {group['seconds_to_pr']:.1f} s")
+print(f"first event → PR: {group['seconds_to_pr']:.1f} s "
+      f"(fix job {result['seconds']:.1f} s over {len(result['attempts'])} attempt(s))")
 EOF
