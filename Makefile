@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup engine broker images test test-unit lint demo demo-fix bench accuracy clean
+.PHONY: setup engine broker images test test-unit lint demo demo-fix demo-pr bench accuracy clean
 
 setup: $(STAMP) engine broker images ## venv + package + Docker engine + broker + base image
 
@@ -45,6 +45,9 @@ demo: ## verify-patch on the bundled Flask example's three candidates
 
 demo-fix: ## the Claude fix loop on the Flask example, against a scripted loopback API
 	bash examples/demo-fix.sh
+
+demo-pr: ## Sentry SDK → runner serve → fix → branch in a bare remote → draft PR (loopback GitHub)
+	bash examples/demo-pr.sh
 
 bench:
 	$(BIN)/python bench/run.py

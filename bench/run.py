@@ -41,6 +41,7 @@ from pathlib import Path
 import docker
 
 # bench/ is not a package: run as a script, its folder is first on sys.path.
+import errortopr
 import load
 import scaleout
 from workloads import Workload, flask_workload, synthetic_workload
@@ -487,6 +488,12 @@ def main() -> int:
         default=os.environ.get("BENCH_SCALEOUT", "1") != "0",
         help="the Celery scale-out bench, 1 and 2 workers (default on; BENCH_SCALEOUT=0: off)",
     )
+    parser.add_argument(
+        "--pr-runs",
+        type=int,
+        default=int(os.environ.get("BENCH_PR_RUNS", "1")),
+        help="runs of the error → draft PR scene (make demo-pr); 0: off",
+    )
     parser.add_argument("--workloads", default="flask,synthetic")
     parser.add_argument("--wait-quiet", action="store_true", help="wait for load < 1.0 first")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -529,11 +536,19 @@ def main() -> int:
         result = scaleout.run(args.service_jobs, scaleout.DEFAULT_BROKER)
         scaleout_text = scaleout.section(result, command, (scaleout_load, loadavg()))
         print(scaleout_text)
+    pr_text = ""
+    if args.pr_runs > 0:
+        pr_load = loadavg()
+        samples = errortopr.run(args.pr_runs)
+        pr_text = errortopr.section(samples, command, (pr_load, loadavg()))
+        print(pr_text)
     print(f"total {time.monotonic() - started:.0f} s")
     if not args.no_write:
         write_section(args.output, text)
         if scaleout_text:
             scaleout.write_section(args.output, scaleout_text)
+        if pr_text:
+            errortopr.write_section(args.output, pr_text)
         print(f"wrote {args.output}")
     return 0
 

@@ -301,6 +301,51 @@ class FixerSettings(Model):
     )
 
 
+class ProjectSettings(Model):
+    """One error-tracking project ([projects.<id>]): where its events come from and go."""
+
+    key: SecretStr = Field(
+        description="The DSN's public key (sentry_key): the credential of the SDK's requests."
+    )
+    repo: str = Field(min_length=1, description="Repository: local path or git URL.")
+    branch: str = Field(default="main", min_length=1, description="Branch the app runs from.")
+    fix: bool = Field(default=True, description="Start fix jobs for this project's groups.")
+    open_pr: bool = Field(default=False, description="Open a draft PR when a fix verifies.")
+    github_repo: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+        description="owner/name on GitHub for the pull request.",
+    )
+    push_url: str | None = Field(
+        default=None, description="Remote the fix branch is pushed to; default: repo."
+    )
+    labels: list[str] = Field(default_factory=lambda: ["fixrunner"], description="PR labels.")
+    fix_after_events: int = Field(
+        default=1, ge=1, description="Events of one group within fix_window_s that start a fix."
+    )
+    fix_window_s: float = Field(default=3600.0, gt=0, description="Window for fix_after_events.")
+
+
+class GitHubSettings(Model):
+    """Pushes and pull requests ([github])."""
+
+    api_url: str = Field(default="https://api.github.com", description="REST API base URL.")
+    token: SecretStr | None = Field(
+        default=None, description="Token for the API and https pushes; default: $GITHUB_TOKEN."
+    )
+    author_name: str = Field(default="fixrunner", description="Author of the fix commit.")
+    author_email: str = Field(
+        default="fixrunner@users.noreply.github.com", description="Author's email."
+    )
+    co_author: str | None = Field(
+        default=None, description="'Name <email>' added as a Co-authored-by trailer."
+    )
+    public_url: str | None = Field(
+        default=None, description="This service's URL, for the PR's link to its error group."
+    )
+    timeout_s: float = Field(default=30.0, gt=0, description="One API request's timeout.")
+
+
 class Settings(Model):
     """The whole runner configuration."""
 
@@ -317,6 +362,10 @@ class Settings(Model):
     repos: dict[str, RepoOverride] = Field(
         default_factory=dict, description="Per-repository overrides."
     )
+    projects: dict[str, ProjectSettings] = Field(
+        default_factory=dict, description="Error-tracking projects by DSN project id."
+    )
+    github: GitHubSettings = Field(default_factory=GitHubSettings)
     log_level: Annotated[
         Literal["debug", "info", "warning", "error"], Field(description="Log level.")
     ] = "info"

@@ -33,6 +33,9 @@ def add_fix_command(sub: Any) -> None:
         default=None,
         help="write fix.diff, test.diff, PR.md, result.json",
     )
+    from runner.cli.pullrequest import add_pr_arguments  # imports no GitHub client
+
+    add_pr_arguments(fix)
     fix.set_defaults(func=_cmd_fix)
 
 
@@ -40,6 +43,7 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
     from rich.markup import escape
 
+    from runner.cli.pullrequest import pr_target, publish
     from runner.fix.errorreport import ErrorReport
     from runner.fix.loop import make_client, run_fix, write_outputs
     from runner.verify.pipeline import Runtime
@@ -61,6 +65,7 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     repo = args.repo
     if "://" not in repo and Path(repo).exists():
         repo = str(Path(repo).resolve())
+    target = pr_target(args, settings, repo)  # --open-pr: checked before any work
     runtime = Runtime.start(settings)
 
     def progress(phase: str, message: str) -> None:
@@ -69,6 +74,8 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     result = run_fix(
         report, repo, args.base, runtime, settings, progress, max_attempts=args.max_attempts
     )
+    if target is not None:
+        result = publish(target, result, report, settings, runtime.mirrors)
     if args.output_dir is not None:
         write_outputs(result, args.output_dir)
     if args.json:
@@ -80,6 +87,10 @@ def _cmd_fix(args: argparse.Namespace) -> int:
             for reason in attempt.reasons:
                 print(f"  - {reason}")
         print(f"{result.status.upper()}: {result.summary}")
+        if result.pr is not None:
+            print(f"pull request {result.pr.state}: {result.pr.url or result.pr.error}")
         if args.output_dir is not None:
             print(f"wrote {args.output_dir}")
+    if result.pr is not None and result.pr.state == "failed":
+        return 2  # verified, but the PR asked for is not there: the run did not finish
     return {"verified": 0, "not_verified": 1, "error": 2}[result.status]

@@ -14,7 +14,7 @@ from runner import __version__
 from runner.fix.errorreport import Repro
 from runner.models import Model, Verdict
 
-__all__ = ["Attempt", "AttemptStatus", "FixResult", "FixStatus"]
+__all__ = ["Attempt", "AttemptStatus", "FixResult", "FixStatus", "PullRequestRecord"]
 
 
 AttemptStatus = Literal["verified", "rejected", "error"]
@@ -39,6 +39,22 @@ class Attempt(Model):
 FixStatus = Literal["verified", "not_verified", "error"]
 
 
+class PullRequestRecord(Model):
+    """What became of a verified fix's branch and draft pull request."""
+
+    state: Literal["opened", "updated", "failed"] = Field(
+        description="opened (new PR), updated (the group's open PR), or failed (see error)."
+    )
+    branch: str = Field(description="The branch pushed: fixrunner/<group>-<short id>.")
+    commit: str | None = Field(default=None, description="The fix commit pushed.")
+    url: str | None = Field(default=None, description="The pull request's HTML URL.")
+    number: int | None = Field(default=None, description="The pull request's number.")
+    error: str | None = Field(default=None, description="Why the push or the PR failed.")
+    seconds_from_first_event: float | None = Field(
+        default=None, description="From the group's first event to the opened PR."
+    )
+
+
 class FixResult(Model):
     """The outcome of one fix job: every attempt, and the verified patch if there is one."""
 
@@ -57,6 +73,9 @@ class FixResult(Model):
     patch: str | None = Field(default=None, description="The verified source diff.")
     test_patch: str | None = Field(default=None, description="The verified test diff.")
     pull_request: str | None = Field(default=None, description="PR description (Markdown).")
+    pr: PullRequestRecord | None = Field(
+        default=None, description="The branch and draft PR, when one was asked for."
+    )
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None

@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 from runner.config import ServiceSettings, Settings
 from runner.errors import JobInputError, RunnerError
 from runner.service.records import Submission
-from runner.workspace.repository import validate_repo_url
+from runner.workspace.urls import validate_repo_url
 
 _SCP = re.compile(r"^(?:[^@/:]+@)?([^/:]+):(?!//)")
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ssh": 22, "git": 9418}

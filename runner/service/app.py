@@ -42,6 +42,7 @@ from runner.service.models import (
     JobView,
     Readiness,
 )
+from runner.service.sentry import attach_groups, ingest_router
 
 log = structlog.get_logger(__name__)
 
@@ -141,6 +142,9 @@ def create_app(service: Service | None = None) -> FastAPI:
     app.state.service = service
     _handlers(app)
     _routes(app)
+    app.include_router(ingest_router(_token))
+    if service is not None:
+        attach_groups(app, service)
     if service is not None:
         app.add_middleware(BodyLimit, max_bytes=service.settings.service.max_body_bytes)
         # Outside BodyLimit and the routes: no token, no body read, no 413 nor 422.

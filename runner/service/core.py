@@ -95,6 +95,8 @@ class Service:
     # Builds the executor when jobs run elsewhere (runtime is None): the composition
     # root passes it, so this module never imports the distributed layer above it.
     remote_executor: Callable[[Service], Executor] | None = None
+    # Runs after a fix job's loop, inside the job (the error groups' PRs); None: nothing.
+    fix_hook: Callable[[str, FixSubmission, FixResult], FixResult] | None = None
 
     def __post_init__(self) -> None:
         self.metrics = ServiceMetrics(
@@ -118,10 +120,13 @@ class Service:
             self.settings.service.concurrency,
             self.jobs_dir,
             self._finished,
-            lambda fix_id, sub, progress, cancel: run_fix_job(
-                fix_id, sub, runtime, progress, cancel
+            lambda fix_id, sub, progress, cancel: self._after_fix(
+                fix_id, sub, run_fix_job(fix_id, sub, runtime, progress, cancel)
             ),
         )
+
+    def _after_fix(self, fix_id: str, submission: FixSubmission, result: FixResult) -> FixResult:
+        return result if self.fix_hook is None else self.fix_hook(fix_id, submission, result)
 
     @property
     def jobs_dir(self) -> Path:

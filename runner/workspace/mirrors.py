@@ -8,6 +8,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -186,6 +187,18 @@ def _resolve_commit(repo: Path, rev: str) -> str | None:
         ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
         cwd=repo,
         git_dir=repo,
+    )
+    sha = result.stdout.strip()
+    return sha if result.status == 0 and FULL_SHA.fullmatch(sha) else None
+
+
+def commit_before(mirror: Path, commit: str, when: datetime) -> str | None:
+    """The newest first-parent ancestor of ``commit`` committed at or before ``when``, or None."""
+    stamp = int(when.timestamp())
+    result = run_git(
+        ["rev-list", "-1", "--first-parent", f"--before={stamp}", "--end-of-options", commit],
+        cwd=mirror,
+        git_dir=mirror,
     )
     sha = result.stdout.strip()
     return sha if result.status == 0 and FULL_SHA.fullmatch(sha) else None
