@@ -26,7 +26,7 @@ from runner.client import OverloadedError
 from runner.environments.builds import LABEL_TARGET
 from runner.environments.images import BaseImage
 from runner.models import FixJob
-from runner.sandbox.engine import LABEL_PHASE
+from runner.sandbox.labels import LABEL_PHASE
 from runner.service.store import SqliteStore
 
 pytestmark = pytest.mark.docker
