@@ -5,6 +5,7 @@ Imported by tests/test_service*.py and tests/test_client.py (not a test module).
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -15,6 +16,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -287,3 +289,19 @@ def shared_state(base: Path) -> Path:
     path = base / "service-state"
     path.mkdir(exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def serving(
+    factory: Any, name: str, before_start: Callable[[Server], None] | None = None, **service: Any
+) -> Iterator[Server]:
+    """A started module server (shared state, private store) that must stop cleanly.
+
+    ``factory`` is pytest's tmp_path_factory; ``before_start`` may edit the config or env.
+    """
+    srv = make_server(factory.mktemp(name), shared_state(factory.getbasetemp()), name, **service)
+    if before_start is not None:
+        before_start(srv)
+    srv.start()
+    yield srv
+    assert srv.stop() == 0, srv.log.read_text()[-3000:]

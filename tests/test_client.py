@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from service_support import GOOD, Server, make_calc_repo, make_server, shared_state
+from service_support import GOOD, Server, make_calc_repo, serving
 
 from runner.client import (
     AuthError,
@@ -28,16 +28,8 @@ pytestmark = pytest.mark.docker
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, base_image: BaseImage) -> Iterator[Server]:
-    srv = make_server(
-        tmp_path_factory.mktemp("svc-client"),
-        shared_state(tmp_path_factory.getbasetemp()),
-        "svc-client",
-        concurrency=1,
-        max_patch_bytes=2048,
-    )
-    srv.start()
-    yield srv
-    assert srv.stop() == 0
+    with serving(tmp_path_factory, "svc-client", concurrency=1, max_patch_bytes=2048) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

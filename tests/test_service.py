@@ -16,8 +16,7 @@ from service_support import (
     Receiver,
     Server,
     make_calc_repo,
-    make_server,
-    shared_state,
+    serving,
     wait_for,
 )
 
@@ -41,18 +40,14 @@ MAX_BODY = 65536
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, base_image: BaseImage) -> Iterator[Server]:
-    base = tmp_path_factory.getbasetemp()
-    srv = make_server(
-        tmp_path_factory.mktemp("svc-main"),
-        shared_state(base),
+    with serving(
+        tmp_path_factory,
         "svc-main",
         concurrency=3,
         max_patch_bytes=MAX_PATCH,
         max_body_bytes=MAX_BODY,
-    )
-    srv.start()
-    yield srv
-    assert srv.stop() == 0, srv.log.read_text()[-3000:]
+    ) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

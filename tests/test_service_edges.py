@@ -20,8 +20,7 @@ from service_support import (
     Receiver,
     Server,
     make_calc_repo,
-    make_server,
-    shared_state,
+    serving,
     wait_for,
 )
 
@@ -68,9 +67,8 @@ REFUSED_CALLBACKS = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, base_image: BaseImage) -> Iterator[Server]:
-    srv = make_server(
-        tmp_path_factory.mktemp("svc-edges"),
-        shared_state(tmp_path_factory.getbasetemp()),
+    with serving(
+        tmp_path_factory,
         "svc-edges",
         concurrency=1,
         queue_limit=QUEUE_LIMIT,
@@ -79,10 +77,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, base_image: BaseImage) -> I
         callback_attempts=1,
         callback_timeout_s=1.0,
         max_body_bytes=4096,
-    )
-    srv.start()
-    yield srv
-    assert srv.stop() == 0, srv.log.read_text()[-3000:]
+    ) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

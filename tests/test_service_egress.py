@@ -33,6 +33,8 @@ from runner.service.store import SqliteStore
         ("http://[::1]/", "loopback"),
         ("http://[::ffff:127.0.0.1]/", "loopback"),
         ("http://[::ffff:a9fe:a9fe]/", "link-local"),
+        ("http://[64:ff9b::a9fe:a9fe]/", "link-local"),
+        ("http://[2002:7f00:1::1]/", "loopback"),
         ("http://169.254.169.254/", "link-local"),
         ("http://10.1.2.3/", "private"),
         ("http://[fd00::1]/", "private"),

@@ -22,6 +22,7 @@ from service_support import (
     Server,
     job_containers,
     make_server,
+    serving,
     shared_state,
     wait_for,
 )
@@ -81,18 +82,14 @@ def _fixer_section(server: Server) -> None:
 def server(
     tmp_path_factory: pytest.TempPathFactory, base_image: BaseImage, fake: FakeAnthropic
 ) -> Iterator[Server]:
-    srv = make_server(
-        tmp_path_factory.mktemp("svc-fixes"),
-        shared_state(tmp_path_factory.getbasetemp()),
-        "svc-fixes",
-        concurrency=2,
-        max_patch_bytes=MAX_PATCH,
-    )
-    _fixer_section(srv)
-    srv.env = {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake.base_url}
-    srv.start()
-    yield srv
-    assert srv.stop() == 0, srv.log.read_text()[-3000:]
+    def configure(srv: Server) -> None:
+        _fixer_section(srv)
+        srv.env = {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake.base_url}
+
+    with serving(
+        tmp_path_factory, "svc-fixes", configure, concurrency=2, max_patch_bytes=MAX_PATCH
+    ) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

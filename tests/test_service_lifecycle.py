@@ -18,6 +18,7 @@ from service_support import (
     job_containers,
     make_calc_repo,
     make_server,
+    serving,
     shared_state,
     wait_for,
 )
@@ -43,16 +44,8 @@ def endless_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def single(tmp_path_factory: pytest.TempPathFactory, base_image: BaseImage) -> Iterator[Server]:
     """One worker and room for one queued job."""
-    srv = make_server(
-        tmp_path_factory.mktemp("svc-single"),
-        shared_state(tmp_path_factory.getbasetemp()),
-        "svc-single",
-        concurrency=1,
-        queue_limit=1,
-    )
-    srv.start()
-    yield srv
-    assert srv.stop() == 0, srv.log.read_text()[-3000:]
+    with serving(tmp_path_factory, "svc-single", concurrency=1, queue_limit=1) as srv:
+        yield srv
 
 
 def _running_in_a_container(

@@ -68,16 +68,30 @@ def parse_allowlist(entries: list[str]) -> tuple[set[str], list[IPNetwork]]:
     return hosts, networks
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
 def refused_reason(address: IPAddress) -> str | None:
     """Why a callback may not go to this address, or None when it is public."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-    for kind in ("loopback", "link_local", "multicast", "unspecified", "reserved", "private"):
-        if getattr(address, f"is_{kind}"):
-            return kind.replace("_", "-")
-    if not address.is_global:
-        return "not-global"
+    # An address that carries an IPv4 one is judged by where it leads: that address.
+    for candidate in _embedded(address) or [address]:
+        for kind in ("loopback", "link_local", "multicast", "unspecified", "reserved", "private"):
+            if getattr(candidate, f"is_{kind}"):
+                return kind.replace("_", "-")
+        if not candidate.is_global:
+            return "not-global"
     return None
+
+
+def _embedded(address: IPAddress) -> list[IPAddress]:
+    """The IPv4 address an IPv6 one carries (::ffff:127.0.0.1, 6to4, NAT64), if any."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    carried = (address.ipv4_mapped, address.sixtofour)
+    found: list[IPAddress] = [a for a in carried if a is not None]
+    if address in _NAT64:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
 
 
 def resolve_callback(url: str, allowlist: list[str]) -> CallbackTarget:
@@ -89,7 +103,7 @@ def resolve_callback(url: str, allowlist: list[str]) -> CallbackTarget:
     if "@" in parts.netloc:
         raise CallbackRefused("callback_url must not carry user information (user@host)")
     try:
-        port = parts.port or _DEFAULT_PORTS[scheme]
+        port = parts.port if parts.port is not None else _DEFAULT_PORTS[scheme]
     except ValueError as exc:
         raise CallbackRefused("callback_url has an invalid port") from exc
     host = (parts.hostname or "").rstrip(".")
