@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from rich.console import Console
+
 from runner import __version__
 from runner.cli.common import Parser, command_settings, run_command, stderr
 from runner.cli.verify import _verify_parser, exit_code, verify_patch_main
@@ -23,8 +25,10 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     from runner.cli.doctor import diagnose
 
     report = diagnose(command_settings(args))
+    # the report is the command's output: stdout, so it can be piped or saved
+    stdout = Console(highlight=False, soft_wrap=True)
     for line in report.lines:
-        stderr.print(line)
+        stdout.print(line)
     return 0 if report.ok else 2
 
 

@@ -9,11 +9,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 
-from runner.cli.common import Parser, run_command, stderr
-from runner.common.logs import configure_logging
-from runner.config import load_settings
-from runner.errors import JobInputError, UsageError
+from runner import __version__
+from runner.cli.common import (
+    Parser,
+    check_writable,
+    command_settings,
+    run_command,
+    set_job_folder,
+    stderr,
+)
+from runner.errors import JobInputError, RunnerError, UsageError
+from runner.reports.text import plain
 
 if TYPE_CHECKING:
     from runner.models import Verdict
@@ -26,6 +34,7 @@ def _verify_parser() -> argparse.ArgumentParser:
         "without and with the patch in hardened containers. Exit 0 verified, 1 rejected, "
         "2 error or bad usage.",
     )
+    parser.add_argument("--version", action="version", version=f"fixrunner {__version__}")
     parser.add_argument("--repo", required=True, help="repository: local path or git URL")
     parser.add_argument("--base", default="HEAD", help="base revision (default HEAD)")
     parser.add_argument(
@@ -96,16 +105,22 @@ def _read_patch(value: str, what: str) -> str:
 def _verify_patch(argv: Sequence[str] | None) -> int:
     from pydantic import ValidationError
 
+    from runner.core.policy import load_policy
     from runner.core.repro import check_expected, split_command
     from runner.models import FixJob
     from runner.reports.text import render_json, render_text
-    from runner.verify.pipeline import Runtime, verify
+    from runner.verify.pipeline import POLICIES_DIR, Runtime, new_job_id, verify
 
     args = _verify_parser().parse_args(argv)
     fmt = "json" if args.json else (args.format or "text")
-    settings = load_settings(args.config)
-    # A person wants one progress line per phase; --verbose shows the structured log too.
-    configure_logging(settings.log_level if args.verbose else "warning")
+    settings = command_settings(args)
+    # Outputs the user named are checked before any work: a run of minutes must not end
+    # in "cannot write".
+    for path, flag in ((args.output, "--output"), (args.sarif, "--sarif")):
+        if path is not None:
+            check_writable(path, flag)
+    if args.junit is not None:
+        check_writable(args.junit, "--junit", folder=True)
     repo = args.repo
     if "://" not in repo and Path(repo).exists():
         repo = str(Path(repo).resolve())
@@ -134,10 +149,16 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
             split_command(command)
     except JobInputError as exc:
         raise UsageError(f"verify-patch: {exc}") from exc
+    try:
+        load_policy(job.policy, POLICIES_DIR)
+    except RunnerError as exc:
+        raise UsageError(f"verify-patch: --policy {job.policy}: {exc}") from exc
+    job = job.model_copy(update={"job_id": job.job_id or new_job_id()})
     runtime = Runtime.start(settings)
+    set_job_folder(runtime.jobs_dir / str(job.job_id))
 
     def progress(phase: str, message: str) -> None:
-        stderr.print(f"[dim]>[/dim] {phase:<9} {message}")
+        stderr.print(f"[dim]>[/dim] {phase:<9} {escape(message)}")
 
     verdict = verify(job, runtime, progress=progress)
     if args.output:
@@ -149,7 +170,9 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
     elif fmt == "github":
         _render_github(verdict, job_folder, args.output or job_folder / "verdict.json")
     else:
-        render_text(verdict, Console(width=None if sys.stdout.isatty() else 120))
+        console = Console(width=None if sys.stdout.isatty() else 120)
+        render_text(verdict, console)
+        console.print(plain(f"job {verdict.job_id}: {job_folder}"), style="dim")
     return exit_code(verdict.status, args.fail_on)
 
 
