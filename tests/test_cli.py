@@ -229,3 +229,28 @@ def test_an_unexpected_error_shows_its_traceback_with_verbose(
     err = capsys.readouterr().err
     assert "Traceback" in err and "_crash" in err
     assert err.splitlines()[-1].startswith("error: unexpected KeyError")
+
+
+def test_logs_prints_each_phase_log_of_a_job(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    logs = tmp_path / "state" / "jobs" / "job-1" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "candidate.log").write_text("1 failed [bold]\n")
+    (logs / "lint.log").write_text("app/x.py:1:1: F401")
+    monkeypatch.setenv("RUNNER_PATHS__STATE_DIR", str(tmp_path / "state"))
+    assert runner_main(["logs", "job-1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("==> candidate (")
+    assert "1 failed [bold]\n==> lint (" in out and out.endswith("F401\n")
+    assert runner_main(["logs", "job-1", "--phase", "lint"]) == 0
+    assert "candidate" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("job", "says"), [("nope", "no job nope"), ("../etc", "not a job id")])
+def test_logs_of_an_unknown_job_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path, job, says
+) -> None:
+    monkeypatch.setenv("RUNNER_PATHS__STATE_DIR", str(tmp_path / "state"))
+    assert runner_main(["logs", job]) == 2
+    assert says in one_line_error(capsys)
