@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from runner.cli.common import run_command
@@ -254,3 +256,97 @@ def test_logs_of_an_unknown_job_is_one_line(
     monkeypatch.setenv("RUNNER_PATHS__STATE_DIR", str(tmp_path / "state"))
     assert runner_main(["logs", job]) == 2
     assert says in one_line_error(capsys)
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(600)
+def test_ctrl_c_exits_130_and_leaves_no_container(tmp_path, docker_client, base_image) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import TEST_INSTANCE
+
+    from runner.sandbox.engine import LABEL_OWNER
+
+    root = Path(__file__).resolve().parent.parent
+    example = root / "examples" / "flask-app-context"
+    subprocess.run(
+        ["bash", str(example / "make-repo.sh"), str(tmp_path / "repo")],
+        check=True,
+        capture_output=True,
+    )
+    owner = f"{TEST_INSTANCE}-ctrl-c"
+    env = {
+        **os.environ,
+        "RUNNER_PATHS__STATE_DIR": str(tmp_path / "state"),
+        "RUNNER_ENGINE__INSTANCE": owner,
+    }
+    argv = [
+        sys.executable,
+        "-c",
+        "import sys; from runner.cli.verify import verify_patch_main; "
+        "sys.exit(verify_patch_main())",
+        "--repo",
+        str(tmp_path / "repo"),
+        "--patch",
+        str(example / "candidates" / "good.diff"),
+    ]
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+    def owned() -> list[object]:
+        return docker_client.containers.list(
+            all=True, ignore_removed=True, filters={"label": f"{LABEL_OWNER}={owner}"}
+        )
+
+    try:
+        # interrupt while the job has a sandbox running
+        while not owned():
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == "interrupted"
+    assert owned() == []
+
+
+def test_progress_off_a_terminal_is_one_plain_line_per_phase() -> None:
+    import io
+
+    from rich.console import Console
+
+    from runner.cli.progress import PhaseProgress
+
+    buffer = io.StringIO()
+    with PhaseProgress(Console(file=buffer, width=200)) as progress:
+        progress("env", "building wheels for [bold]x[/bold]")
+        progress("candidate", "running the tests\x1b[2J")
+    assert buffer.getvalue() == (
+        "> env       building wheels for [bold]x[/bold]\n> candidate running the tests\\x1b[2J\n"
+    )
+
+
+def test_progress_on_a_terminal_shows_the_lines_and_a_live_step() -> None:
+    import io
+
+    from rich.console import Console
+
+    from runner.cli.progress import PhaseProgress
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=100, force_terminal=True, color_system=None)
+    with PhaseProgress(console) as progress:
+        progress("env", "building wheels for [/x]")
+    out = buffer.getvalue()
+    assert "env       building wheels for [/x]" in out
+    assert "env: building wheels for [/x]" in out  # the live line, with its elapsed time

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import docker.errors
+import requests
 from rich.console import Console
-from rich.markup import escape
 
 from runner import __version__
 from runner.cli.common import (
@@ -20,11 +23,14 @@ from runner.cli.common import (
     set_job_folder,
     stderr,
 )
+from runner.cli.progress import PhaseProgress
 from runner.errors import JobInputError, RunnerError, UsageError
+from runner.models import Verdict
 from runner.reports.text import plain
 
 if TYPE_CHECKING:
-    from runner.models import Verdict
+    from runner.models import FixJob
+    from runner.verify.pipeline import Runtime
 
 
 def _verify_parser() -> argparse.ArgumentParser:
@@ -157,10 +163,10 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
     runtime = Runtime.start(settings)
     set_job_folder(runtime.jobs_dir / str(job.job_id))
 
-    def progress(phase: str, message: str) -> None:
-        stderr.print(f"[dim]>[/dim] {phase:<9} {escape(message)}")
-
-    verdict = verify(job, runtime, progress=progress)
+    with PhaseProgress(stderr) as progress:
+        verdict = _interruptible(
+            lambda cancel: verify(job, runtime, progress, cancel), runtime, job
+        )
     if args.output:
         args.output.write_text(render_json(verdict), encoding="utf-8")
     job_folder = runtime.jobs_dir / verdict.job_id
@@ -174,6 +180,55 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
         render_text(verdict, console)
         console.print(plain(f"job {verdict.job_id}: {job_folder}"), style="dim")
     return exit_code(verdict.status, args.fail_on)
+
+
+# After Ctrl-C, how long the job may take to stop its containers itself before the
+# remaining ones are removed by label.
+STOP_GRACE_S = 1.0
+
+
+def _interruptible(
+    work: Callable[[threading.Event], Verdict], runtime: Runtime, job: FixJob
+) -> Verdict:
+    """Run the job in a thread; Ctrl-C cancels it and removes its containers, then re-raises."""
+    cancel = threading.Event()
+    box: dict[str, Verdict | BaseException] = {}
+
+    def target() -> None:
+        try:
+            box["verdict"] = work(cancel)
+        except BaseException as exc:  # handed to the main thread, which raises it
+            box["error"] = exc
+
+    # daemon: after Ctrl-C the process exits without waiting for a slow engine call
+    worker = threading.Thread(target=target, name=f"job-{job.job_id}", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        cancel.set()
+        worker.join(STOP_GRACE_S)
+        _remove_job_containers(runtime, str(job.job_id))
+        raise
+    outcome = box.get("verdict", box.get("error"))
+    if isinstance(outcome, BaseException):
+        raise outcome
+    assert isinstance(outcome, Verdict)
+    return outcome
+
+
+def _remove_job_containers(runtime: Runtime, job_id: str) -> None:
+    """Remove what the interrupted job still runs: its containers, by owner and job label."""
+    from runner.sandbox.engine import LABEL_JOB, LABEL_OWNER
+
+    labels = [f"{LABEL_OWNER}={runtime.settings.engine.instance}", f"{LABEL_JOB}={job_id}"]
+    with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
+        for container in runtime.client.containers.list(
+            all=True, ignore_removed=True, filters={"label": labels}
+        ):
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True, v=True)
 
 
 def exit_code(status: str, fail_on: str = "rejected") -> int:
