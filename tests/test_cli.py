@@ -350,3 +350,18 @@ def test_progress_on_a_terminal_shows_the_lines_and_a_live_step() -> None:
     out = buffer.getvalue()
     assert "env       building wheels for [/x]" in out
     assert "env: building wheels for [/x]" in out  # the live line, with its elapsed time
+
+
+def test_fix_refuses_an_unwritable_output_dir_before_any_work(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    report = tmp_path / "error.txt"
+    report.write_text("RuntimeError: Working outside of application context.\n")
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("RUNNER_PATHS__STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)  # the check comes first
+    argv = ["fix", "--repo", str(tmp_path), "--error", str(report)]
+    assert runner_main([*argv, "--output-dir", str(tmp_path / "afile")]) == 2
+    err = one_line_error(capsys)
+    assert "--output-dir" in err and "exists and is not a folder" in err
+    assert not (tmp_path / "state" / "jobs").exists()
