@@ -47,7 +47,7 @@ def test_readme_verify_patch_example_runs_as_written(tmp_path: Path, base_image)
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
-    assert done.stdout.startswith("VERIFIED")
+    assert re.search(r"^VERIFIED  ", done.stdout, re.MULTILINE), done.stdout
     # the before/after of the repro command, and the end names the job and its folder
     assert "RuntimeError: Working outside of application context" in done.stdout
     named = re.search(r"^job \S+: (\S+/jobs/\S+)$", done.stdout, re.MULTILINE)

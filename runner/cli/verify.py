@@ -178,7 +178,7 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
     else:
         console = Console(width=None if sys.stdout.isatty() else 120)
         render_text(verdict, console)
-        console.print(plain(f"job {verdict.job_id}: {job_folder}"), style="dim")
+        console.print(plain(f"job {verdict.job_id}: {job_folder}"), style="dim", soft_wrap=True)
     return exit_code(verdict.status, args.fail_on)
 
 
