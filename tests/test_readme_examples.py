@@ -57,3 +57,40 @@ def test_readme_verify_patch_example_runs_as_written(tmp_path: Path, base_image)
     for path in [folder / "verdict.json", *(folder / "logs").glob("*.log")]:
         assert "::fixrunner-candidate::" not in path.read_text(encoding="utf-8"), path
     assert (folder / "logs" / "lint.log").is_file()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(900)
+def test_readme_service_example_runs_as_written(tmp_path: Path, base_image) -> None:
+    block = readme_block("export RUNNER_SERVICE__ALLOW_LOCAL_REPOS=true")
+    # substitutions: a free loopback port and this test's scratch folder
+    port = _free_port()
+    script = block.replace("127.0.0.1:8088", f"127.0.0.1:{port}").replace("/tmp/", f"{tmp_path}/")
+    assert "8088" not in script.replace(f"127.0.0.1:{port}", "")
+    # the README leaves the service running in the background; the test stops it after
+    script = f"{script}\nkill %1; wait\n"
+    env = {
+        **os.environ,
+        "RUNNER_PATHS__STATE_DIR": str(tmp_path / "state"),
+        "RUNNER_ENGINE__INSTANCE": f"{TEST_INSTANCE}-readme-service",
+        "RUNNER_SERVICE__PORT": str(port),
+    }
+    done = subprocess.run(
+        ["bash", "-c", script],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=880,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert re.search(r"^done · verified: ", done.stdout, re.MULTILINE), done.stdout + done.stderr
