@@ -30,16 +30,21 @@ printf '\033[1m== runner fix on %s (error: %s)\033[0m\n' "the Flask example" \
 set +e
 ANTHROPIC_API_KEY="$key" ANTHROPIC_BASE_URL="http://127.0.0.1:$port" \
   "$bin/runner" fix --repo "$work/repo" --error "$example/error-report.json" \
-  --output-dir "$work/out"
+  --output-dir "$work/out" 2> >(tee "$work/fix.err" >&2)
 code=$?
+wait
 set -e
 
 if [ -f "$work/out/PR.md" ]; then
   printf '\n\033[1m== PR.md\033[0m\n'
   cat "$work/out/PR.md"
 fi
-statuses=$("$bin/python" -c 'import json,sys; r=json.load(open(sys.argv[1])); print(" ".join(a["status"] for a in r["attempts"]))' "$work/out/result.json")
+statuses=$("$bin/python" -c 'import json,sys; r=json.load(open(sys.argv[1])); print(" ".join(a["status"] for a in r["attempts"]))' "$work/out/result.json" 2>/dev/null || echo "no result")
 echo
+if grep -q "Traceback" "$work/fix.err"; then
+  echo "demo-fix: a Python traceback reached the user"
+  exit 1
+fi
 if [ "$code" -ne 0 ] || [ "$statuses" != "rejected verified" ]; then
   echo "demo-fix: expected attempts 'rejected verified' and exit 0, got '$statuses' (exit $code)"
   exit 1

@@ -19,15 +19,24 @@ failures=0
 run() {
   local name=$1 expected=$2 what=$3
   shift 3
+  local want
+  case $expected in verified) want=0 ;; rejected) want=1 ;; *) want=2 ;; esac
   printf '\n\033[1m== candidate %s: %s (expected: %s)\033[0m\n' "$name" "$what" "$expected"
   set +e
+  # stderr is shown as it comes and kept, to catch a traceback among the progress lines
   "$bin/verify-patch" --repo "$work/repo" --patch "$example/candidates/$name.diff" \
-    --output "$work/$name.json" "$@"
+    --output "$work/$name.json" "$@" 2> >(tee "$work/$name.err" >&2)
   code=$?
+  wait
   set -e
-  got=$("$bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["status"])' "$work/$name.json")
-  if [ "$got" != "$expected" ]; then
-    echo "!! candidate $name: expected $expected, got $got (exit $code)"
+  got=$("$bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["status"])' \
+    "$work/$name.json" 2>/dev/null || echo "no verdict")
+  if [ "$got" != "$expected" ] || [ "$code" -ne "$want" ]; then
+    echo "!! candidate $name: expected $expected (exit $want), got $got (exit $code)"
+    failures=$((failures + 1))
+  fi
+  if grep -q "Traceback" "$work/$name.err"; then
+    echo "!! candidate $name: a Python traceback reached the user"
     failures=$((failures + 1))
   fi
 }
@@ -40,7 +49,7 @@ run breaks-other rejected "fixes it, breaks another test, unused import"
 
 echo
 if [ "$failures" -ne 0 ]; then
-  echo "demo: $failures verdict(s) differ from what the example expects"
+  echo "demo: $failures verdict(s), exit code(s) or traceback(s) differ from what the example expects"
   exit 1
 fi
 echo "demo: all three verdicts are as expected (verified, rejected, rejected)"

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from runner.cli.common import run_command
 from runner.cli.main import runner_main
+from runner.cli.verify import verify_patch_main
 
 
 def test_unknown_subcommand_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -33,10 +37,10 @@ def test_doctor_reports_engine_images_and_limits(
     capsys: pytest.CaptureFixture[str], base_image
 ) -> None:
     assert runner_main(["doctor"]) == 0
-    err = capsys.readouterr().err
+    out = capsys.readouterr().out  # the report is the output: stdout
     for heading in ("engine", "images", "limits", "state"):
-        assert heading in err
-    assert "network none" in err
+        assert heading in out
+    assert "network none" in out
 
 
 def _git_repo(path, files: dict[str, str]) -> None:
@@ -70,3 +74,294 @@ def test_env_show_prints_the_resolution_without_building(
     assert "resolution  pinned: requirements-test.txt" in out
     assert "pytest      8.3.5 (repository)" in out
     assert "flake8==7.1.2" in out
+
+
+# ---------------------------------------------------------------- the exit-code contract
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    """The command's stderr, which must be exactly one line and no traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert err.startswith("error: ")
+    return err
+
+
+@pytest.fixture
+def job(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """A repository, a patch for it and a private state dir; yields (repo, patch, state)."""
+    repo = tmp_path / "repo"
+    _git_repo(repo, {"m.py": "x = 1\n"})
+    patch = tmp_path / "fix.diff"
+    patch.write_text("--- a/m.py\n+++ b/m.py\n@@ -1 +1 @@\n-x = 1\n+x = 2\n")
+    state = tmp_path / "state"
+    monkeypatch.setenv("RUNNER_PATHS__STATE_DIR", str(state))
+    return repo, patch, state
+
+
+def test_verify_patch_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        verify_patch_main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith("fixrunner ")
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--policy", "nosuch"], "no policy 'nosuch'"),
+        (["--expect-error", "[/x]", "--repro", "true"], "'[/x]'"),
+        (["--expect-error", "RuntimeError"], "needs at least one --repro"),
+    ],
+)
+def test_verify_patch_bad_usage_is_one_line_and_exit_2(
+    job, capsys: pytest.CaptureFixture[str], extra: list[str], says: str
+) -> None:
+    repo, patch, state = job
+    assert verify_patch_main(["--repo", str(repo), "--patch", str(patch), *extra]) == 2
+    assert says in one_line_error(capsys)
+    assert not (state / "jobs").exists()  # nothing started, nothing left behind
+
+
+def test_verify_patch_missing_patch_file_is_one_line(job, capsys) -> None:
+    repo, patch, _ = job
+    assert verify_patch_main(["--repo", str(repo), "--patch", str(patch) + ".nope"]) == 2
+    assert "cannot read the patch" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("flag", "target", "says"),
+    [
+        ("--output", "afile/verdict.json", "is not a folder"),
+        ("--output", "adir", "is a folder, not a file"),
+        ("--sarif", "afile/deeper/x.sarif", "is not a folder"),
+        ("--junit", "afile", "exists and is not a folder"),
+    ],
+)
+def test_unwritable_outputs_are_refused_before_any_work(
+    job, tmp_path, capsys: pytest.CaptureFixture[str], flag: str, target: str, says: str
+) -> None:
+    repo, patch, state = job
+    (tmp_path / "afile").write_text("a file, not a folder\n")
+    (tmp_path / "adir").mkdir()
+    argv = ["--repo", str(repo), "--patch", str(patch), flag, str(tmp_path / target)]
+    assert verify_patch_main(argv) == 2
+    err = one_line_error(capsys)
+    assert flag in err and says in err
+    assert not (state / "jobs").exists()
+
+
+@pytest.mark.parametrize("variable", ["DOCKER_HOST", "RUNNER_ENGINE__DOCKER_HOST"])
+def test_verify_patch_on_a_dead_engine_is_one_line(
+    job, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    repo, patch, _ = job
+    monkeypatch.setenv(variable, "unix:///nonexistent/docker.sock")
+    assert verify_patch_main(["--repo", str(repo), "--patch", str(patch)]) == 2
+    assert "does not answer" in one_line_error(capsys)
+
+
+def test_workers_without_a_broker_is_one_line_without_its_password(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    import socket
+
+    with socket.socket() as closed:  # a loopback port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("RUNNER_PATHS__STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("RUNNER_CELERY__BROKER_URL", f"amqp://guest:s3cret@127.0.0.1:{port}//")
+    assert runner_main(["workers", "--timeout", "0.5"]) == 2
+    err = one_line_error(capsys)
+    assert f"127.0.0.1:{port}" in err and "does not answer" in err
+    assert "s3cret" not in err
+
+
+def test_serve_on_a_busy_port_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    import socket
+
+    monkeypatch.setenv("RUNNER_PATHS__STATE_DIR", str(tmp_path / "state"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert runner_main(["serve", "--host", "127.0.0.1", "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in one_line_error(capsys)
+
+
+def test_serve_with_a_missing_tokens_file_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    monkeypatch.setenv("RUNNER_PATHS__STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("RUNNER_SERVICE__TOKENS_FILE", str(tmp_path / "tokens.json"))
+    assert runner_main(["serve", "--port", "0"]) == 2
+    assert "tokens file" in one_line_error(capsys)
+
+
+def _crash(argv):  # a command with a bug in it
+    raise KeyError("[bold]no such thing[/bold]")
+
+
+def test_an_unexpected_error_is_one_line_naming_its_log_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    assert run_command(_crash, []) == 2
+    err = one_line_error(capsys)
+    assert "unexpected KeyError" in err and "[bold]no such thing[/bold]" in err
+    logs = list(tmp_path.glob("fixrunner-error-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in err
+    assert "Traceback" in logs[0].read_text() and "_crash" in logs[0].read_text()
+
+
+def test_an_unexpected_error_shows_its_traceback_with_verbose(
+    capsys: pytest.CaptureFixture[str], tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert run_command(_crash, ["-v"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "_crash" in err
+    assert err.splitlines()[-1].startswith("error: unexpected KeyError")
+
+
+def test_logs_prints_each_phase_log_of_a_job(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    logs = tmp_path / "state" / "jobs" / "job-1" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "candidate.log").write_text("1 failed [bold]\n")
+    (logs / "lint.log").write_text("app/x.py:1:1: F401")
+    monkeypatch.setenv("RUNNER_PATHS__STATE_DIR", str(tmp_path / "state"))
+    assert runner_main(["logs", "job-1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("==> candidate (")
+    assert "1 failed [bold]\n==> lint (" in out and out.endswith("F401\n")
+    assert runner_main(["logs", "job-1", "--phase", "lint"]) == 0
+    assert "candidate" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("job", "says"), [("nope", "no job nope"), ("../etc", "not a job id")])
+def test_logs_of_an_unknown_job_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path, job, says
+) -> None:
+    monkeypatch.setenv("RUNNER_PATHS__STATE_DIR", str(tmp_path / "state"))
+    assert runner_main(["logs", job]) == 2
+    assert says in one_line_error(capsys)
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(600)
+def test_ctrl_c_exits_130_and_leaves_no_container(tmp_path, docker_client, base_image) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import TEST_INSTANCE
+
+    from runner.sandbox.engine import LABEL_OWNER
+
+    root = Path(__file__).resolve().parent.parent
+    example = root / "examples" / "flask-app-context"
+    subprocess.run(
+        ["bash", str(example / "make-repo.sh"), str(tmp_path / "repo")],
+        check=True,
+        capture_output=True,
+    )
+    owner = f"{TEST_INSTANCE}-ctrl-c"
+    env = {
+        **os.environ,
+        "RUNNER_PATHS__STATE_DIR": str(tmp_path / "state"),
+        "RUNNER_ENGINE__INSTANCE": owner,
+    }
+    argv = [
+        sys.executable,
+        "-c",
+        "import sys; from runner.cli.verify import verify_patch_main; "
+        "sys.exit(verify_patch_main())",
+        "--repo",
+        str(tmp_path / "repo"),
+        "--patch",
+        str(example / "candidates" / "good.diff"),
+    ]
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+    def owned() -> list[object]:
+        return docker_client.containers.list(
+            all=True, ignore_removed=True, filters={"label": f"{LABEL_OWNER}={owner}"}
+        )
+
+    try:
+        # interrupt while the job has a sandbox running
+        while not owned():
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == "interrupted"
+    assert owned() == []
+
+
+def test_progress_off_a_terminal_is_one_plain_line_per_phase() -> None:
+    import io
+
+    from rich.console import Console
+
+    from runner.cli.progress import PhaseProgress
+
+    buffer = io.StringIO()
+    with PhaseProgress(Console(file=buffer, width=200)) as progress:
+        progress("env", "building wheels for [bold]x[/bold]")
+        progress("candidate", "running the tests\x1b[2J")
+    assert buffer.getvalue() == (
+        "> env       building wheels for [bold]x[/bold]\n> candidate running the tests\\x1b[2J\n"
+    )
+
+
+def test_progress_on_a_terminal_shows_the_lines_and_a_live_step() -> None:
+    import io
+
+    from rich.console import Console
+
+    from runner.cli.progress import PhaseProgress
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=100, force_terminal=True, color_system=None)
+    with PhaseProgress(console) as progress:
+        progress("env", "building wheels for [/x]")
+    out = buffer.getvalue()
+    assert "env       building wheels for [/x]" in out
+    assert "env: building wheels for [/x]" in out  # the live line, with its elapsed time
+
+
+def test_fix_refuses_an_unwritable_output_dir_before_any_work(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    report = tmp_path / "error.txt"
+    report.write_text("RuntimeError: Working outside of application context.\n")
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("RUNNER_PATHS__STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)  # the check comes first
+    argv = ["fix", "--repo", str(tmp_path), "--error", str(report)]
+    assert runner_main([*argv, "--output-dir", str(tmp_path / "afile")]) == 2
+    err = one_line_error(capsys)
+    assert "--output-dir" in err and "exists and is not a folder" in err
+    assert not (tmp_path / "state" / "jobs").exists()

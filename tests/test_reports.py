@@ -43,6 +43,7 @@ from runner.models import (
 from runner.reports.github import (
     LOG_TAIL_CHARS,
     LOG_TAIL_LINES,
+    drop_library_frames,
     quote_untrusted,
     render_summary,
     workflow_annotations,
@@ -283,7 +284,8 @@ def test_summary_shows_every_string_verbatim_and_never_as_markdown(verdict: Verd
         assert norm(printable(value)) in seen, value
     for entry in verdict.logs:
         text = entry.tail or entry.head
-        tail = "\n".join(text.rstrip("\n").splitlines()[-LOG_TAIL_LINES:])[-LOG_TAIL_CHARS:]
+        shown = drop_library_frames(text.rstrip("\n")).splitlines()[-LOG_TAIL_LINES:]
+        tail = "\n".join(shown)[-LOG_TAIL_CHARS:]
         assert norm(printable(tail)) in seen
 
 
@@ -382,3 +384,29 @@ def test_text_keeps_brackets_and_colons_of_a_check_detail(detail: str) -> None:
     check = Check(name="no_regressions", passed=False, detail=detail)
     out = _render(Verdict(job_id="j", status="rejected", summary="rejected", checks=[check]))
     assert detail in out
+
+
+def test_log_tails_fold_frames_inside_installed_packages() -> None:
+    log = (
+        "Traceback (most recent call last):\n"
+        '  File "/work/scripts/seed_db.py", line 9, in <module>\n'
+        "    seed()\n"
+        '  File "/venv/lib/python3.11/site-packages/flask/ctx.py", line 20, in push\n'
+        "    raise RuntimeError(msg)\n"
+        "    ^^^^^^^^^^^^^^^^^^^^^^^\n"
+        '  File "/usr/lib/python3/dist-packages/werkzeug/local.py", line 5, in _get\n'
+        "    return self.x\n"
+        "RuntimeError: Working outside of application context."
+    )
+    assert drop_library_frames(log) == (
+        "Traceback (most recent call last):\n"
+        '  File "/work/scripts/seed_db.py", line 9, in <module>\n'
+        "    seed()\n"
+        "  … 2 frame(s) in installed packages\n"
+        "RuntimeError: Working outside of application context."
+    )
+    verdict = Verdict(
+        job_id="j", status="error", summary="error", logs=[PhaseLog(phase="repro", tail=log)]
+    )
+    md = render_summary(verdict)
+    assert "site-packages" not in md and "2 frame(s) in installed packages" in md

@@ -4,15 +4,30 @@ settings and logging set up once, and the wrapper that turns errors into exit co
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import tempfile
+import traceback
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from runner.common.logs import configure_logging
 from runner.config import Settings, load_settings
 from runner.errors import ImageBuildError, RunnerError, UsageError
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+# Where an unexpected error's traceback goes: the running job's folder once a command
+# knows it, else the state directory once settings are read, else the temp directory.
+_where: dict[str, Path] = {}
+
+
+def set_job_folder(folder: Path) -> None:
+    """The job folder an unexpected error of this command should name."""
+    _where["job"] = folder
 
 
 class Parser(argparse.ArgumentParser):
@@ -25,6 +40,7 @@ class Parser(argparse.ArgumentParser):
 def command_settings(args: argparse.Namespace) -> Settings:
     """The settings of a one-shot command, with logging configured for a person."""
     settings = load_settings(args.config)
+    _where["state"] = settings.paths.root
     # A person at a one-shot command reads its output, not the event log: only warnings
     # and errors unless --verbose. Long-running commands (serve, worker) log at the
     # configured level.
@@ -32,19 +48,79 @@ def command_settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def check_writable(path: Path, flag: str, *, folder: bool = False) -> None:
+    """Refuse, before any work, an output the user named that cannot be written."""
+    if folder and path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path}: exists and is not a folder")
+    if not folder and path.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder, not a file")
+    target = path if folder else path.parent
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {path}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK) or (
+        path.exists() and not os.access(path, os.W_OK)
+    ):
+        raise UsageError(f"{flag} {path}: not writable")
+
+
+def _log_unexpected(exc: BaseException) -> Path:
+    """Write the traceback where the user can read it; return that file."""
+    stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    places: list[tuple[Path, str]] = []
+    if "job" in _where:
+        places.append((_where["job"], "cli-error.log"))
+    if "state" in _where:
+        places.append((_where["state"] / "logs", f"cli-error-{stamp}-{os.getpid()}.log"))
+    places.append((Path(tempfile.gettempdir()), f"fixrunner-error-{stamp}-{os.getpid()}.log"))
+    text = "".join(traceback.format_exception(exc))
+    for folder, name in places:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with (folder / name).open("a", encoding="utf-8") as handle:
+                handle.write(text)
+            return folder / name
+        except OSError:
+            continue
+    return Path("-")
+
+
+def _verbose(argv: Sequence[str] | None) -> bool:
+    args = sys.argv[1:] if argv is None else argv
+    return any(a in ("-v", "--verbose") for a in args)
+
+
 def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
-    """Run a command's main; a RunnerError becomes one line on stderr and its exit code."""
+    """Run a command's main: exit 0/1/2 as the contract says, whatever goes wrong.
+
+    A RunnerError is one line and its exit code; anything unexpected is one line naming
+    the log that holds the traceback (printed too with ``-v``), and exit 2.
+    """
+    _where.clear()
     try:
         return main(argv)
     except ImageBuildError as exc:
-        stderr.print(f"[red]error:[/red] {exc}")
+        stderr.print(f"[red]error:[/red] {escape(str(exc))}")
         if exc.log:
             stderr.print("[dim]--- last lines of the build log ---[/dim]")
             stderr.print(exc.log, markup=False)
         return exc.exit_code
     except RunnerError as exc:
-        stderr.print(f"[red]error:[/red] {exc}", markup=True)
+        stderr.print(f"[red]error:[/red] {escape(str(exc))}")
         return exc.exit_code
     except KeyboardInterrupt:
         stderr.print("interrupted")
         return 130
+    except Exception as exc:  # the contract: never a traceback, always exit 2
+        log_file = _log_unexpected(exc)
+        if _verbose(argv):
+            stderr.print("".join(traceback.format_exception(exc)), markup=False)
+        job = f"job folder {_where['job']}; " if "job" in _where else ""
+        stderr.print(
+            f"[red]error:[/red] unexpected {escape(type(exc).__name__)}: "
+            f"{escape(str(exc).splitlines()[0] if str(exc) else '')} ({escape(job)}"
+            f"traceback in {escape(str(log_file))}; please report it)"
+        )
+        return 2

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from rich.markup import escape
+
 from runner.config import Settings
 from runner.errors import EngineUnavailableError
 
 
 @dataclass
 class Diagnosis:
-    """Lines to print and whether everything needed is there."""
+    """Lines to print (rich markup; paths and messages escaped) and whether all is there."""
 
     lines: list[str] = field(default_factory=list)
     ok: bool = True
@@ -24,11 +26,11 @@ def diagnose(settings: Settings) -> Diagnosis:
 
     report = Diagnosis()
     source = settings.source or "built-in defaults"
-    report.lines.append(f"config   {source}")
+    report.lines.append(f"config   {escape(str(source))}")
     try:
         client = connect(settings.engine)
     except EngineUnavailableError as exc:
-        report.lines.append(f"engine   [red]unreachable[/red]: {exc}")
+        report.lines.append(f"engine   [red]unreachable[/red]: {escape(str(exc))}")
         report.ok = False
         return report
     info = client.info()
@@ -64,7 +66,7 @@ def diagnose(settings: Settings) -> Diagnosis:
     except OSError:
         writable = False
     report.lines.append(
-        f"state    {state} ({'writable' if writable else '[red]not writable[/red]'})"
+        f"state    {escape(str(state))} ({'writable' if writable else '[red]not writable[/red]'})"
     )
     report.ok = report.ok and writable
     return report

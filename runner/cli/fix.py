@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runner.cli.common import stderr
+from runner.cli.common import check_writable, stderr
 from runner.common.logs import configure_logging
 from runner.config import load_settings
 from runner.errors import UsageError
@@ -52,6 +52,8 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     configure_logging("warning")
     if args.max_attempts is not None and args.max_attempts < 1:
         raise UsageError("runner fix: --max-attempts must be at least 1")
+    if args.output_dir is not None:
+        check_writable(args.output_dir, "--output-dir", folder=True)
     try:
         report = ErrorReport.from_text(args.error.read_text(encoding="utf-8"))
     except OSError as exc:

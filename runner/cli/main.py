@@ -12,9 +12,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from rich.console import Console
+
 from runner import __version__
 from runner.cli.common import Parser, command_settings, run_command, stderr
 from runner.cli.verify import _verify_parser, exit_code, verify_patch_main
+from runner.errors import UsageError
 
 __all__ = ["_verify_parser", "exit_code", "runner_main", "verify_patch_main"]
 
@@ -23,8 +26,10 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     from runner.cli.doctor import diagnose
 
     report = diagnose(command_settings(args))
+    # the report is the command's output: stdout, so it can be piped or saved
+    stdout = Console(highlight=False, soft_wrap=True)
     for line in report.lines:
-        stderr.print(line)
+        stdout.print(line)
     return 0 if report.ok else 2
 
 
@@ -48,6 +53,31 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     settings = command_settings(args)
     sweep = sweep_expired(connect(settings.engine), settings.engine.instance)
     print(f"removed {len(sweep.removed)} expired container(s); {sweep.live} still within deadline")
+    return 0
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    import re
+
+    settings = command_settings(args)
+    jobs = settings.paths.root / "jobs"
+    # a job id names a folder under jobs/ and nothing else (no "..", no "/")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", args.job):
+        raise UsageError(f"runner logs: {args.job!r} is not a job id")
+    folder = jobs / args.job
+    if not folder.is_dir():
+        raise UsageError(f"runner logs: no job {args.job} in {jobs}")
+    logs = sorted((folder / "logs").glob("*.log")) if (folder / "logs").is_dir() else []
+    if args.phase:
+        logs = [p for p in logs if p.stem == args.phase]
+        if not logs:
+            raise UsageError(f"runner logs: job {args.job} has no {args.phase} log")
+    for path in logs:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        sys.stdout.write(f"==> {path.stem} ({path}) <==\n{text}")
+        sys.stdout.write("" if not text or text.endswith("\n") else "\n")
+    if not logs:
+        print(f"job {args.job} has no logs yet ({folder})", file=sys.stderr)
     return 0
 
 
@@ -115,6 +145,11 @@ def _runner_parser() -> argparse.ArgumentParser:
 
     gc = sub.add_parser("gc", help="remove this runner's containers whose deadline passed")
     gc.set_defaults(func=_cmd_gc)
+
+    logs = sub.add_parser("logs", help="print a job's logs (its folder's logs/*.log)")
+    logs.add_argument("job", help="job id (printed at the end of a verify-patch run)")
+    logs.add_argument("--phase", default=None, help="only this phase's log (e.g. candidate)")
+    logs.set_defaults(func=_cmd_logs)
 
     env = sub.add_parser("env", help="repository environments")
     env_sub = env.add_subparsers(dest="env_command", required=True, parser_class=Parser)

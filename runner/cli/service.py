@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 from typing import Any
 
 from runner.common.logs import configure_logging
 from runner.config import load_settings
+from runner.errors import UsageError
 
 
 def add_service_commands(sub: Any) -> None:
@@ -59,6 +61,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     host = args.host or settings.service.host
     port = settings.service.port if args.port is None else args.port
+    tokens_file = settings.service.tokens_file
+    if tokens_file is not None and not tokens_file.expanduser().is_file():
+        raise UsageError(
+            f"runner serve: the tokens file {tokens_file} ([service] tokens_file) does not "
+            "exist: create it with `runner token create`, or drop the key"
+        )
+    _check_port(host, port)
     remote = None
     if settings.service.executor == "celery":
         from runner.distributed.executor import celery_executor
@@ -82,6 +91,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     print(f"runner serve: listening on http://{host}:{port}", file=sys.stderr, flush=True)
     server.run()
     return 0 if server.started else 2
+
+
+def _check_port(host: str, port: int) -> None:
+    """One clear line when the address is taken, instead of uvicorn's logged failure."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # as uvicorn binds: a port in TIME_WAIT is free, one with a listener is not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UsageError(
+                f"runner serve: cannot listen on {host}:{port}: {exc.strerror or exc} "
+                "(another process has it? pick one with --port)"
+            ) from exc
 
 
 def _cmd_openapi(args: argparse.Namespace) -> int:
@@ -119,7 +143,6 @@ def _cmd_token_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_token_revoke(args: argparse.Namespace) -> int:
-    from runner.errors import UsageError
     from runner.service.auth import revoke_token, tokens_path
 
     settings = load_settings(args.config)

@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import docker.errors
+import requests
 from rich.console import Console
 
-from runner.cli.common import Parser, run_command, stderr
-from runner.common.logs import configure_logging
-from runner.config import load_settings
-from runner.errors import JobInputError, UsageError
+from runner import __version__
+from runner.cli.common import (
+    Parser,
+    check_writable,
+    command_settings,
+    run_command,
+    set_job_folder,
+    stderr,
+)
+from runner.cli.progress import PhaseProgress
+from runner.errors import JobInputError, RunnerError, UsageError
+from runner.models import Verdict
+from runner.reports.text import plain
 
 if TYPE_CHECKING:
-    from runner.models import Verdict
+    from runner.models import FixJob
+    from runner.verify.pipeline import Runtime
 
 
 def _verify_parser() -> argparse.ArgumentParser:
@@ -26,6 +40,7 @@ def _verify_parser() -> argparse.ArgumentParser:
         "without and with the patch in hardened containers. Exit 0 verified, 1 rejected, "
         "2 error or bad usage.",
     )
+    parser.add_argument("--version", action="version", version=f"fixrunner {__version__}")
     parser.add_argument("--repo", required=True, help="repository: local path or git URL")
     parser.add_argument("--base", default="HEAD", help="base revision (default HEAD)")
     parser.add_argument(
@@ -96,16 +111,22 @@ def _read_patch(value: str, what: str) -> str:
 def _verify_patch(argv: Sequence[str] | None) -> int:
     from pydantic import ValidationError
 
+    from runner.core.policy import load_policy
     from runner.core.repro import check_expected, split_command
     from runner.models import FixJob
     from runner.reports.text import render_json, render_text
-    from runner.verify.pipeline import Runtime, verify
+    from runner.verify.pipeline import POLICIES_DIR, Runtime, new_job_id, verify
 
     args = _verify_parser().parse_args(argv)
     fmt = "json" if args.json else (args.format or "text")
-    settings = load_settings(args.config)
-    # A person wants one progress line per phase; --verbose shows the structured log too.
-    configure_logging(settings.log_level if args.verbose else "warning")
+    settings = command_settings(args)
+    # Outputs the user named are checked before any work: a run of minutes must not end
+    # in "cannot write".
+    for path, flag in ((args.output, "--output"), (args.sarif, "--sarif")):
+        if path is not None:
+            check_writable(path, flag)
+    if args.junit is not None:
+        check_writable(args.junit, "--junit", folder=True)
     repo = args.repo
     if "://" not in repo and Path(repo).exists():
         repo = str(Path(repo).resolve())
@@ -134,12 +155,18 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
             split_command(command)
     except JobInputError as exc:
         raise UsageError(f"verify-patch: {exc}") from exc
+    try:
+        load_policy(job.policy, POLICIES_DIR)
+    except RunnerError as exc:
+        raise UsageError(f"verify-patch: --policy {job.policy}: {exc}") from exc
+    job = job.model_copy(update={"job_id": job.job_id or new_job_id()})
     runtime = Runtime.start(settings)
+    set_job_folder(runtime.jobs_dir / str(job.job_id))
 
-    def progress(phase: str, message: str) -> None:
-        stderr.print(f"[dim]>[/dim] {phase:<9} {message}")
-
-    verdict = verify(job, runtime, progress=progress)
+    with PhaseProgress(stderr) as progress:
+        verdict = _interruptible(
+            lambda cancel: verify(job, runtime, progress, cancel), runtime, job
+        )
     if args.output:
         args.output.write_text(render_json(verdict), encoding="utf-8")
     job_folder = runtime.jobs_dir / verdict.job_id
@@ -149,8 +176,59 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
     elif fmt == "github":
         _render_github(verdict, job_folder, args.output or job_folder / "verdict.json")
     else:
-        render_text(verdict, Console(width=None if sys.stdout.isatty() else 120))
+        console = Console(width=None if sys.stdout.isatty() else 120)
+        render_text(verdict, console)
+        console.print(plain(f"job {verdict.job_id}: {job_folder}"), style="dim", soft_wrap=True)
     return exit_code(verdict.status, args.fail_on)
+
+
+# After Ctrl-C, how long the job may take to stop its containers itself before the
+# remaining ones are removed by label.
+STOP_GRACE_S = 1.0
+
+
+def _interruptible(
+    work: Callable[[threading.Event], Verdict], runtime: Runtime, job: FixJob
+) -> Verdict:
+    """Run the job in a thread; Ctrl-C cancels it and removes its containers, then re-raises."""
+    cancel = threading.Event()
+    box: dict[str, Verdict | BaseException] = {}
+
+    def target() -> None:
+        try:
+            box["verdict"] = work(cancel)
+        except BaseException as exc:  # handed to the main thread, which raises it
+            box["error"] = exc
+
+    # daemon: after Ctrl-C the process exits without waiting for a slow engine call
+    worker = threading.Thread(target=target, name=f"job-{job.job_id}", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        cancel.set()
+        worker.join(STOP_GRACE_S)
+        _remove_job_containers(runtime, str(job.job_id))
+        raise
+    outcome = box.get("verdict", box.get("error"))
+    if isinstance(outcome, BaseException):
+        raise outcome
+    assert isinstance(outcome, Verdict)
+    return outcome
+
+
+def _remove_job_containers(runtime: Runtime, job_id: str) -> None:
+    """Remove what the interrupted job still runs: its containers, by owner and job label."""
+    from runner.sandbox.engine import LABEL_JOB, LABEL_OWNER
+
+    labels = [f"{LABEL_OWNER}={runtime.settings.engine.instance}", f"{LABEL_JOB}={job_id}"]
+    with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
+        for container in runtime.client.containers.list(
+            all=True, ignore_removed=True, filters={"label": labels}
+        ):
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True, v=True)
 
 
 def exit_code(status: str, fail_on: str = "rejected") -> int:

@@ -6,9 +6,11 @@ import argparse
 import json
 import sys
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from runner.common.logs import configure_logging
 from runner.config import Settings, load_settings
+from runner.errors import UsageError
 
 
 def add_worker_commands(sub: Any) -> None:
@@ -42,6 +44,14 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def _public_url(url: str) -> str:
+    """The broker URL without its credentials (they never reach a message)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
     from runner.distributed.worker import main
 
@@ -49,9 +59,18 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_workers(args: argparse.Namespace) -> int:
+    from kombu.exceptions import OperationalError
+
     from runner.distributed.worker import list_workers
 
-    found = list_workers(_settings(args), args.timeout)
+    settings = _settings(args)
+    try:
+        found = list_workers(settings, args.timeout)
+    except (OperationalError, OSError) as exc:
+        raise UsageError(
+            f"runner workers: the broker at {_public_url(settings.celery.broker_url)} does not "
+            f"answer ({exc}): start it (make broker) or set [celery] broker_url"
+        ) from exc
     if args.json:
         print(json.dumps(found, indent=2, sort_keys=True))
         return 0

@@ -200,8 +200,37 @@ def _fenced(text: str) -> list[str]:
     return [f"{fence}text", text, fence]
 
 
+_LIBRARY_FRAME = re.compile(r'^(\s*)File "[^"]*[/\\](?:site|dist)-packages[/\\]')
+
+
+def drop_library_frames(text: str) -> str:
+    """Traceback frames inside installed packages folded to one line: the code is the story."""
+    out: list[str] = []
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        match = _LIBRARY_FRAME.match(lines[i])
+        if match is None:
+            out.append(lines[i])
+            i += 1
+            continue
+        indent, dropped = match.group(1), 0
+        while i < len(lines) and (match := _LIBRARY_FRAME.match(lines[i])) is not None:
+            dropped += 1
+            i += 1
+            # the frame's source line and its ^^^ markers are indented deeper than "File"
+            while (
+                i < len(lines)
+                and lines[i].startswith(indent + " ")
+                and not lines[i].lstrip().startswith('File "')
+            ):
+                i += 1
+        out.append(f"{indent}… {dropped} frame(s) in installed packages")
+    return "\n".join(out)
+
+
 def _tail(text: str) -> str:
-    lines = text.rstrip("\n").splitlines()[-LOG_TAIL_LINES:]
+    lines = drop_library_frames(text.rstrip("\n")).splitlines()[-LOG_TAIL_LINES:]
     return printable("\n".join(lines)[-LOG_TAIL_CHARS:])
 
 

@@ -757,6 +757,10 @@ def _rerun(
     return graded
 
 
+# Printed between the baseline's and the candidate's flake8 output in the one lint run.
+_LINT_SPLIT = "::fixrunner-candidate::"
+
+
 def _lint(
     state: Job,
     runtime: Runtime,
@@ -793,7 +797,7 @@ def _lint(
     parts = []
     if cached is None:
         parts.append(f"cd /base && flake8 {shlex.join(options + old_files)}")
-    parts.append("echo '::fixrunner-candidate::'")
+    parts.append(f"echo '{_LINT_SPLIT}'")
     parts.append(f"cd /cand && flake8 {shlex.join(options + files)}")
     # Again without noqa: what only this run reports is what noqa comments hide.
     parts.append("echo '::fixrunner-unsuppressed::'")
@@ -811,8 +815,10 @@ def _lint(
         phase="lint",
     )
     result = runtime.sandbox.run(spec, cancel)
-    _keep_log(state, "lint", result)
-    before_text, marker, after_text = result.output.partition("::fixrunner-candidate::")
+    # The marker only splits the two runs' output; the log a user reads names them instead.
+    shown = result.output.replace(_LINT_SPLIT, "--- flake8 on the candidate ---", 1)
+    _keep_log(state, "lint", result.model_copy(update={"output": shown}))
+    before_text, marker, after_text = result.output.partition(_LINT_SPLIT)
     if cached is not None:
         before_text = cached
     elif key and marker and result.exit_code == 0 and not result.output_truncated:
