@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import structlog
+from conftest import TEST_INSTANCE
 from github_fake import FakeGitHub
 from service_support import GOOD, make_calc_repo
 
@@ -247,3 +248,50 @@ def test_a_push_url_with_the_ext_transport_runs_nothing(
     assert record.state == "failed" and (record.error or "").startswith("push: git push failed")
     assert not marker.exists()
     assert github.pulls == []
+
+
+@pytest.mark.docker
+def test_runner_fix_open_pr_pushes_the_verified_fix_and_opens_a_draft_pr(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    base_image: object,
+) -> None:
+    from anthropic_fake import FakeAnthropic, load_script
+
+    from runner.cli.main import runner_main
+
+    repo = tmp_path / "orders"
+    subprocess.run(
+        ["bash", str(EXAMPLE / "make-repo.sh"), str(repo)], check=True, capture_output=True
+    )
+    bare = tmp_path / "orders.git"
+    _git("clone", "--quiet", "--bare", str(repo), str(bare))
+    replies = load_script(EXAMPLE / "fix-demo" / "replies.json")[1:]  # the verified attempt
+    with (
+        FakeAnthropic(replies, api_key=ANTHROPIC_KEY) as anthropic,
+        FakeGitHub("acme/orders", bare, TOKEN) as github,
+    ):
+        config = tmp_path / "runner.toml"
+        config.write_text(
+            f'[paths]\nstate_dir = "{tmp_path / "state"}"\n'
+            f'[engine]\ninstance = "{TEST_INSTANCE}"\n'
+            f'[fixer]\nmax_retries = 1\n[github]\napi_url = "{github.base_url}"\n',
+            encoding="utf-8",
+        )
+        monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", anthropic.base_url)
+        monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+        argv = ["--config", str(config), "fix", "--repo", str(repo)]
+        argv += ["--error", str(EXAMPLE / "error-report.json"), "--json"]
+        code = runner_main(
+            [*argv, "--open-pr", "--github-repo", "acme/orders", "--push-url", str(bare)]
+        )
+        out = capsys.readouterr().out
+    result = FixResult.model_validate_json(out)
+    assert code == 0, result.summary
+    assert result.pr is not None and result.pr.state == "opened", result.pr
+    assert result.pr.url == "https://github.com/acme/orders/pull/1"
+    assert _git("--git-dir", str(bare), "rev-parse", result.pr.branch) == result.pr.commit
+    assert github.pulls[0]["draft"] is True and github.pulls[0]["head"]["ref"] == result.pr.branch
+    assert TOKEN not in out and ANTHROPIC_KEY not in out

@@ -58,7 +58,7 @@ class PullRequestRecord(Model):
 class FixResult(Model):
     """The outcome of one fix job: every attempt, and the verified patch if there is one."""
 
-    schema_version: str = "1.0"
+    schema_version: str = "1.1"  # 1.1: pr (the branch and draft PR), additive
     fix_id: str = Field(description="Id of the fix job (attempt job ids start with it).")
     status: FixStatus = Field(description="verified, not_verified, or error.")
     summary: str = Field(description="One line.")
