@@ -269,7 +269,7 @@ def test_ctrl_c_exits_130_and_leaves_no_container(tmp_path, docker_client, base_
 
     from conftest import TEST_INSTANCE
 
-    from runner.sandbox.engine import LABEL_OWNER
+    from runner.sandbox.labels import LABEL_OWNER
 
     root = Path(__file__).resolve().parent.parent
     example = root / "examples" / "flask-app-context"

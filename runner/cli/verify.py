@@ -220,7 +220,7 @@ def _interruptible(
 
 def _remove_job_containers(runtime: Runtime, job_id: str) -> None:
     """Remove what the interrupted job still runs: its containers, by owner and job label."""
-    from runner.sandbox.engine import LABEL_JOB, LABEL_OWNER
+    from runner.sandbox.labels import LABEL_JOB, LABEL_OWNER
 
     labels = [f"{LABEL_OWNER}={runtime.settings.engine.instance}", f"{LABEL_JOB}={job_id}"]
     with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
