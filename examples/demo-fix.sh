@@ -32,7 +32,7 @@ ANTHROPIC_API_KEY="$key" ANTHROPIC_BASE_URL="http://127.0.0.1:$port" \
   "$bin/runner" fix --repo "$work/repo" --error "$example/error-report.json" \
   --output-dir "$work/out" 2> >(tee "$work/fix.err" >&2)
 code=$?
-wait
+wait "$!"  # the tee above (not the API stand-in, which runs until cleanup)
 set -e
 
 if [ -f "$work/out/PR.md" ]; then

@@ -27,7 +27,7 @@ run() {
   "$bin/verify-patch" --repo "$work/repo" --patch "$example/candidates/$name.diff" \
     --output "$work/$name.json" "$@" 2> >(tee "$work/$name.err" >&2)
   code=$?
-  wait
+  wait "$!"  # the tee above: its copy of stderr is complete
   set -e
   got=$("$bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["status"])' \
     "$work/$name.json" 2>/dev/null || echo "no verdict")
