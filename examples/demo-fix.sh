@@ -28,11 +28,13 @@ port=$(cat "$work/port")
 printf '\033[1m== runner fix on %s (error: %s)\033[0m\n' "the Flask example" \
   "RuntimeError: Working outside of application context"
 set +e
+# stderr is shown as it comes and kept (through tee), to catch a traceback in it
+exec 3>&1
 ANTHROPIC_API_KEY="$key" ANTHROPIC_BASE_URL="http://127.0.0.1:$port" \
   "$bin/runner" fix --repo "$work/repo" --error "$example/error-report.json" \
-  --output-dir "$work/out" 2> >(tee "$work/fix.err" >&2)
-code=$?
-wait
+  --output-dir "$work/out" 2>&1 1>&3 3>&- | tee "$work/fix.err" >&2
+code=${PIPESTATUS[0]}
+exec 3>&-
 set -e
 
 if [ -f "$work/out/PR.md" ]; then

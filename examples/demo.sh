@@ -23,11 +23,12 @@ run() {
   case $expected in verified) want=0 ;; rejected) want=1 ;; *) want=2 ;; esac
   printf '\n\033[1m== candidate %s: %s (expected: %s)\033[0m\n' "$name" "$what" "$expected"
   set +e
-  # stderr is shown as it comes and kept, to catch a traceback among the progress lines
+  # stderr is shown as it comes and kept (through tee), to catch a traceback in it
+  exec 3>&1
   "$bin/verify-patch" --repo "$work/repo" --patch "$example/candidates/$name.diff" \
-    --output "$work/$name.json" "$@" 2> >(tee "$work/$name.err" >&2)
-  code=$?
-  wait
+    --output "$work/$name.json" "$@" 2>&1 1>&3 3>&- | tee "$work/$name.err" >&2
+  code=${PIPESTATUS[0]}
+  exec 3>&-
   set -e
   got=$("$bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["status"])' \
     "$work/$name.json" 2>/dev/null || echo "no verdict")

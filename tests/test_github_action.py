@@ -587,7 +587,8 @@ def test_action_verifies_the_pull_requests_fix(
     assert "## ✅ **VERIFIED** fixrunner" in summary
     assert "| check | result | detail |" in summary
     for check in verdict.checks:
-        assert f"| {check.name} | ✅ pass |" in summary
+        name = check.name.replace("_", "\\_")  # Markdown-escaped: rendered as written
+        assert f"| {name} | ✅ pass |" in summary
     assert "`tests/test_seed.py::test_main_seeds_inside_app_context`" in summary
 
     lines = annotation_lines(done.stdout)

@@ -94,3 +94,62 @@ def test_readme_service_example_runs_as_written(tmp_path: Path, base_image) -> N
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     assert re.search(r"^done · verified: ", done.stdout, re.MULTILINE), done.stdout + done.stderr
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(900)
+def test_readme_fix_loop_example_runs_as_written(tmp_path: Path, base_image) -> None:
+    import sys
+    import time
+
+    block = readme_block("export ANTHROPIC_API_KEY=sk-ant-")
+    example = REPO_ROOT / "examples" / "flask-app-context"
+    key = "test-key-not-a-real-one"
+    # the Messages API is out of reach here: the scripted loopback stand-in of `make
+    # demo-fix` answers, through the real SDK (ANTHROPIC_BASE_URL, as the README says)
+    port_file = tmp_path / "port"
+    fake = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO_ROOT / "tests" / "anthropic_fake.py"),
+            "--script",
+            str(example / "fix-demo" / "replies.json"),
+            "--api-key",
+            key,
+            "--port-file",
+            str(port_file),
+        ]
+    )
+    try:
+        for _ in range(100):
+            if port_file.exists() and port_file.read_text().strip():
+                break
+            time.sleep(0.1)
+        port = port_file.read_text().strip()
+        script = (
+            block.replace("sk-ant-…", key)
+            .replace("/tmp/flask-demo", str(tmp_path / "flask-demo"))
+            .replace("/tmp/fix-out", str(tmp_path / "fix-out"))
+        )
+        env = {
+            **os.environ,
+            "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "RUNNER_PATHS__STATE_DIR": str(tmp_path / "state"),
+            "RUNNER_ENGINE__INSTANCE": f"{TEST_INSTANCE}-readme-fix",
+        }
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=880,
+        )
+    finally:
+        fake.terminate()
+        fake.wait(timeout=10)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert re.search(r"^VERIFIED: ", done.stdout, re.MULTILINE), done.stdout
+    assert (tmp_path / "fix-out" / "PR.md").is_file()
+    assert key not in done.stdout + done.stderr

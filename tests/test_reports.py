@@ -64,7 +64,8 @@ QUICK = {
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
     "phases": [Phase.explicit, Phase.reuse, Phase.generate],
 }
-RENDER = settings(max_examples=200, **QUICK)
+# 2,000 generated verdicts in all, across the renderers.
+RENDER = settings(max_examples=400, **QUICK)
 
 # ---------------------------------------------------------------------------- strategies
 
@@ -217,7 +218,7 @@ def text_strings(verdict: Verdict) -> list[str]:
     return shown
 
 
-@settings(max_examples=150, **QUICK)
+@settings(max_examples=300, **QUICK)
 @given(VERDICT)
 def test_text_shows_every_string_verbatim_and_never_as_markup(verdict: Verdict) -> None:
     buffer = io.StringIO()
@@ -229,7 +230,7 @@ def test_text_shows_every_string_verbatim_and_never_as_markup(verdict: Verdict) 
         assert norm(printable(value)) in flat
 
 
-@settings(max_examples=60, **QUICK)
+@settings(max_examples=100, **QUICK)
 @given(VERDICT)
 def test_text_in_colour_on_a_terminal_sends_no_control_from_the_verdict(verdict: Verdict) -> None:
     buffer = io.StringIO()
@@ -315,7 +316,7 @@ def test_annotations_carry_every_string_and_nothing_else_is_a_command(verdict: V
 # ---------------------------------------------------------------------------- junit, sarif, json
 
 
-@settings(max_examples=150, **QUICK)
+@settings(max_examples=300, **QUICK)
 @given(VERDICT, st.sampled_from(["baseline", "candidate"]))
 def test_rebuilt_junit_is_valid_xml_naming_every_deciding_test(verdict: Verdict, side: str) -> None:
     data = rebuild(verdict, side)
@@ -330,7 +331,7 @@ def test_rebuilt_junit_is_valid_xml_naming_every_deciding_test(verdict: Verdict,
     assert names == expected
 
 
-@settings(max_examples=100, **QUICK)
+@settings(max_examples=250, **QUICK)
 @given(VERDICT)
 def test_sarif_is_valid_and_carries_every_finding(verdict: Verdict) -> None:
     doc = json.loads(render_sarif(verdict))
@@ -341,7 +342,7 @@ def test_sarif_is_valid_and_carries_every_finding(verdict: Verdict) -> None:
     ]
 
 
-@settings(max_examples=100, **QUICK)
+@settings(max_examples=250, **QUICK)
 @given(VERDICT)
 def test_json_round_trips_and_matches_the_published_schema(verdict: Verdict) -> None:
     text = render_json(verdict)
