@@ -18,6 +18,7 @@ from corpus import (
     WayResult,
     dump_corpus,
     fail_to_pass,
+    generated_version_files,
     grade,
     load_corpus,
     miss_class,
@@ -207,3 +208,16 @@ def test_an_old_pytest_on_a_new_python_is_classed_from_the_verdicts_versions() -
     rejected = old.model_copy(update={"status": "rejected"})
     assert miss_class(case, rejected) == "unclassified"
     assert miss_class(case, old.model_copy(update={"way": "noop"})) == "hand-made class"
+
+
+def test_version_files_of_hatch_vcs_and_setuptools_scm_are_found() -> None:
+    text = """
+[tool.hatch.build.hooks.vcs]
+version-file = "src/humanize/_version.py"
+[tool.setuptools_scm]
+write_to = "src/pluggy/_version.py"
+version_file = "../outside.py"
+"""
+    assert generated_version_files(text) == ["src/humanize/_version.py", "src/pluggy/_version.py"]
+    assert generated_version_files("not toml [") == []
+    assert generated_version_files("[project]\nname = 'x'\n") == []
