@@ -18,6 +18,7 @@ from corpus import (
     WayResult,
     dump_corpus,
     fail_to_pass,
+    generated_version_files,
     grade,
     load_corpus,
     miss_class,
@@ -187,8 +188,9 @@ def test_the_report_names_every_miss_with_its_class() -> None:
     }
     text = render([case, make_case(id="other-0002")], results)
     assert "verdicts: 3, right: 2 (66.7 %)" in text
+    assert "- 1 verdict(s): unstable parametrize ids" in text
     assert (
-        "**demo-0001** · fix: fix not verified (rejected) — class: unstable parametrize ids."
+        "**demo-0001** · fix (fix not verified (rejected)) — class: unstable parametrize ids."
         in text
     )
     assert "other-0002: not run yet" in text
@@ -200,9 +202,22 @@ def test_an_old_pytest_on_a_new_python_is_classed_from_the_verdicts_versions() -
     old = WayResult.model_validate(
         {"way": "fix", "status": "error", "python": "3.11.2", "tools": {"pytest": "6.2.4"}}
     )
-    assert miss_class(case, old).startswith("7, one Python for every era: pytest 6.2.4")
+    assert miss_class(case, old).startswith("7, one Python for every era (pytest < 6.2.5")
     fine = old.model_copy(update={"tools": {"pytest": "6.2.5"}})
     assert miss_class(case, fine) == "unclassified"
     rejected = old.model_copy(update={"status": "rejected"})
     assert miss_class(case, rejected) == "unclassified"
     assert miss_class(case, old.model_copy(update={"way": "noop"})) == "hand-made class"
+
+
+def test_version_files_of_hatch_vcs_and_setuptools_scm_are_found() -> None:
+    text = """
+[tool.hatch.build.hooks.vcs]
+version-file = "src/humanize/_version.py"
+[tool.setuptools_scm]
+write_to = "src/pluggy/_version.py"
+version_file = "../outside.py"
+"""
+    assert generated_version_files(text) == ["src/humanize/_version.py", "src/pluggy/_version.py"]
+    assert generated_version_files("not toml [") == []
+    assert generated_version_files("[project]\nname = 'x'\n") == []

@@ -14,7 +14,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from corpus import Case, fail_to_pass, outcomes
+from corpus import VERSION_FILE, Case, fail_to_pass, generated_version_files, outcomes
 
 HERE = Path(__file__).resolve().parent
 # Test tools, the test-only libraries the corpus's suites import, and runtime dependencies
@@ -98,6 +98,17 @@ def without_source(repo: Path, case: Case, tree: Path) -> None:
             target.write_text(shown.stdout)
 
 
+def add_version_files(tree: Path) -> None:
+    """Write the version module a VCS version plugin would generate at install time."""
+    pyproject = tree / "pyproject.toml"
+    if not pyproject.is_file():
+        return
+    for path in generated_version_files(pyproject.read_text()):
+        target = tree / path
+        if not target.exists() and target.parent.is_dir():
+            target.write_text(VERSION_FILE)
+
+
 def pytest_in_container(image: str, case: Case, tree: Path, out: Path) -> str:
     """Run pytest on the test part's files in `tree`; return the tail of its output."""
     tests = [t for t in case.tests if (tree / t).is_file() and not t.endswith("conftest.py")]
@@ -130,6 +141,7 @@ def check(case: Case, repo: Path, state: Path) -> tuple[list[str], str]:
         without_source(repo, case, before)
         export_tree(repo, case.fix, after)
         for tree in (before, after):
+            add_version_files(tree)
             _run(["chmod", "-R", "a+rwX", str(tree)])
         log = pytest_in_container(image, case, before, out / "before.jsonl")
         pytest_in_container(image, case, after, out / "after.jsonl")

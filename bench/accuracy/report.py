@@ -66,20 +66,30 @@ def render(cases: list[Case], results: dict[str, dict[str, Any]], note: str = ""
         cells = [f"{r.status} ({MARK[g.right]})" for r, g in rows]
         secs = " / ".join(f"{r.seconds:.0f}" for r, _ in rows)
         build = cold.get(case.id, 0.0)
+        tooling = ", ".join(
+            [first.resolution, *(f"{k} {v}" for k, v in sorted(first.tools.items()))]
+        )
         build_cell = f"{build:.0f}" if build > 0 else "cached"
         out.append(
-            f"| [{case.id}]({case.repo}/commit/{case.fix}) | {case.date} | {first.resolution}"
+            f"| [{case.id}]({case.repo}/commit/{case.fix}) | {case.date} | {tooling}"
             f" | {first.python} | {build_cell} | {' | '.join(cells)} | {secs} |"
         )
     out += ["", "## Misses and their class", ""]
+    by_class: dict[str, int] = {}
+    lines: list[str] = []
     for case in cases:
+        groups: dict[tuple[str, str], list[str]] = {}
         for result, g in graded.get(case.id, []):
-            if g.right:
-                continue
-            klass = miss_class(case, result)
-            out.append(f"- **{case.id}** · {result.way}: {g.reason} — class: {klass}.")
-            if result.summary:
-                out.append(f"  Runner: `{one_line(result.summary)}`")
+            if not g.right:
+                key = (miss_class(case, result), one_line(result.summary))
+                groups.setdefault(key, []).append(f"{result.way} ({g.reason})")
+        for (klass, summary), ways in groups.items():
+            by_class[klass] = by_class.get(klass, 0) + len(ways)
+            lines.append(f"- **{case.id}** · {', '.join(ways)} — class: {klass}.")
+            if summary:
+                lines.append(f"  Runner: `{summary}`")
+    out += [f"- {count} verdict(s): {klass}" for klass, count in sorted(by_class.items())]
+    out += ["", *lines]
     out += ["", "## Not graded", ""]
     for case in cases:
         if case.id in graded:
