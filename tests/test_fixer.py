@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from pydantic import SecretStr
 from runner.cli.main import runner_main
 from runner.config import Settings
 from runner.core.patch import parse_patch, split_test_part
+from runner.core.suite import parse_junit
 from runner.environments.images import BaseImage
 from runner.fix.errorreport import ErrorReport
 from runner.fix.loop import FixResult, reproduces, run_fix
@@ -149,6 +151,60 @@ def test_a_regression_test_must_fail_on_the_base_with_the_reported_type() -> Non
     assert why is not None and "does not reproduce the reported error" in why
     assert "AssertionError" in why
     assert "no test fails before" in (reproduces(_verdict([]), base, "RuntimeError") or "")
+
+
+THREADED = """\
+import threading
+
+
+def work():
+    raise RuntimeError("Working outside of application context.")
+
+
+def run_in_thread(target):
+    errors = []
+
+    def wrapper():
+        try:
+            target()
+        except Exception as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=wrapper)
+    thread.start()
+    thread.join()
+    return errors
+
+
+def test_worker_raises_nothing():
+    assert run_in_thread(work) == []
+
+
+def test_worker_unrelated_assert():
+    assert run_in_thread(lambda: None) == [1]
+"""
+
+
+def test_an_error_in_a_thread_reproduces_through_an_assertion_about_it(tmp_path: Path) -> None:
+    # Real pytest on a real test module: the thread's RuntimeError reaches the test only
+    # as the value of an assertion, and that still reproduces the reported error.
+    (tmp_path / "test_threaded.py").write_text(THREADED)
+    junit = tmp_path / "junit.xml"
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
+         "junit_family=xunit1", f"--junitxml={junit}", "test_threaded.py"],
+        cwd=tmp_path, capture_output=True, check=False,
+    )  # fmt: skip
+    report = parse_junit(junit.read_bytes())
+    base = SuiteRun(valid=True, tests={r.id: r for r in report.tests}, counts=RunCounts())
+    assert (
+        reproduces(_verdict(["test_threaded.py::test_worker_raises_nothing"]), base, "RuntimeError")
+        is None
+    )
+    why = reproduces(
+        _verdict(["test_threaded.py::test_worker_unrelated_assert"]), base, "RuntimeError"
+    )
+    assert why is not None and "does not reproduce the reported error" in why
 
 
 def test_feedback_shows_the_repository_frames_and_errors_of_a_failing_test() -> None:

@@ -564,7 +564,7 @@ WEAKENED = {
                 "    assert subtract(5, 3) == 2\n", "    subtract(5, 3)\n"
             )
         },
-        "removed 1 assert(s) in tests/test_calc.py",
+        "tests/test_calc.py::test_subtract: removes `assert subtract(5, 3) == 2`",
     ),
     "adds-a-skip-marker": (
         {

@@ -58,6 +58,11 @@ def test_added_handler_catching_the_type_or_broader_is_found(handler: str) -> No
     assert "without re-raising" in found[0].what
 
 
+def test_handler_for_a_builtin_base_class_is_found() -> None:
+    found = suppressions([change(swallowing("except LookupError:"))], ["KeyError"])
+    assert [s.function for s in found] == ["seed"]
+
+
 def test_handler_for_another_type_is_not_a_suppression() -> None:
     assert suppressions([change(swallowing("except KeyError:"))], ["RuntimeError"]) == []
 

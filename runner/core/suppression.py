@@ -10,6 +10,7 @@ the candidate deleted from a function on the error's traceback.
 from __future__ import annotations
 
 import ast
+import builtins
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ def suppressions(
     ``traceback_functions`` are (repo path, function name) pairs of the error's frames;
     a deleted ``raise`` counts only in those functions (elsewhere it may be the fix).
     """
-    wanted = {_short(t) for t in error_types if t}
+    wanted = {name for t in error_types if t for name in _and_bases(_short(t))}
     if not wanted:
         return []
     on_traceback = set(traceback_functions)
@@ -76,6 +77,14 @@ def suppressions(
             if old is not None and (change.path, name.rsplit(".", 1)[-1]) in on_traceback:
                 found += _deleted_raises(change.path, name, old, node, wanted)
     return sorted(found, key=lambda s: (s.path, s.line))
+
+
+def _and_bases(name: str) -> set[str]:
+    """A built-in exception's name with its bases' (KeyError: LookupError too)."""
+    cls = getattr(builtins, name, None)
+    if isinstance(cls, type) and issubclass(cls, BaseException):
+        return {c.__name__ for c in cls.__mro__ if issubclass(c, BaseException)}
+    return {name}
 
 
 def _short(type_name: str) -> str:

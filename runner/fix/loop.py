@@ -11,6 +11,7 @@ The API key is passed to the SDK and nowhere else: results, logs and errors neve
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 import time
@@ -115,16 +116,46 @@ def _join(patch: str, test_patch: str) -> str:
     return "".join(parts)
 
 
+# How pytest reports an exception nobody caught in a thread (and in a task's callback).
+_THREAD_REPORTS = (
+    "PytestUnhandledThreadExceptionWarning",
+    "Exception in thread",
+    "Task exception was never retrieved",
+)
+
+
 def _names_error(test: TestResult, short_type: str) -> bool:
     if test.exception_type and test.exception_type.rsplit(".", 1)[-1] == short_type:
         return True
     # pytest's "E   Type: message" lines name every exception of a chain.
     prefixes = (f"E   {short_type}:", f"E       {short_type}:")
-    return any(
+    if any(
         line.startswith(prefixes) or f".{short_type}: " in line
         for line in test.text.splitlines()
         if line.startswith("E ")
+    ):
+        return True
+    return _names_error_from_thread(test, short_type)
+
+
+def _names_error_from_thread(test: TestResult, short_type: str) -> bool:
+    """An error raised in a thread or task never reaches the test as itself.
+
+    It shows as pytest's report of an unhandled thread exception, or as an assertion
+    about the captured error (``assert errors == []`` prints ``[RuntimeError('…')]``).
+    """
+    named = re.compile(rf"(?<![\w.]){re.escape(short_type)}(?:\(|: )")
+    thread = any(marker in test.text for marker in _THREAD_REPORTS)
+    assertion = (test.exception_type or "").endswith("AssertionError") or (
+        test.message.lstrip().startswith("assert ")
     )
+    failure_lines = [
+        test.message,
+        *(line for line in test.text.splitlines() if line.startswith("E ")),
+    ]
+    if assertion and any(named.search(line) for line in failure_lines):
+        return True
+    return thread and named.search(test.text) is not None
 
 
 def reproduces(verdict: Verdict, baseline: SuiteRun | None, short_type: str) -> str | None:

@@ -80,7 +80,11 @@ def first_prompt(report: ErrorReport, context: CodeContext, repro: Repro | None)
     checks = [
         "- The repository's whole test suite and flake8 run without and with your patch.",
         f"- Your regression test must fail on the current code with {report.short_type} "
-        "and pass with the fix; no other test may break; no new flake8 errors.",
+        "and pass with the fix; no other test may break; no new flake8 errors. When the "
+        "error is raised in a thread or task, the test may capture it there and assert "
+        f"that no {report.short_type} was raised.",
+        f"- Catching {report.short_type} (or Exception) without re-raising is rejected: "
+        "fix the cause.",
     ]
     if repro is not None:
         checks.append(
