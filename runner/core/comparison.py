@@ -1,0 +1,138 @@
+"""Comparing two graded runs test by test, and moving flips across re-runs into flaky."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from runner.models import (
+    Comparison,
+    Outcome,
+    RunCounts,
+    SuiteRun,
+    TestSummary,
+)
+
+_PASSING: frozenset[Outcome] = frozenset({"passed", "xpassed", "xfailed"})
+_SKIPPED: frozenset[Outcome] = frozenset({"skipped"})
+
+
+def _state(run: SuiteRun, test_id: str) -> str:
+    """passing | skipped | failing | absent (never collected, and no collection error)."""
+    result = run.tests.get(test_id)
+    if result is None:
+        module = test_id.split("::", 1)[0]
+        # a test whose module failed to collect did run, and failed
+        broken = any(c.id == module for c in run.collection_errors)
+        return "failing" if broken else "absent"
+    if result.outcome in _PASSING:
+        return "passing"
+    if result.outcome in _SKIPPED:
+        return "skipped"
+    return "failing"
+
+
+def compare(baseline: SuiteRun, candidate: SuiteRun) -> Comparison:
+    """Compare two runs test by test.
+
+    A baseline test missing from the candidate counts as failed there (and is listed in
+    ``removed``). Skipped is never a pass: failing→skipped goes to ``fail_to_skip`` (not
+    a fix, not a regression), passing→skipped is ``pass_to_fail``. A test absent from
+    the baseline counts as failing there only when its module failed to collect (the
+    usual "new test imports the new function" case); otherwise it is only ``added``.
+    A test skipped on the baseline proves nothing: skipped→passing is in no list,
+    skipped→failing is ``still_failing``, and so is a module that fails to collect in
+    both runs (by its module id). An invalid candidate run fixes nothing: its
+    would-be ``fail_to_pass`` tests are ``still_failing``.
+    """
+    out: dict[str, list[str]] = {k: [] for k in Comparison.model_fields if k != "flaky"}
+    for test_id in sorted(set(baseline.tests) | set(candidate.tests)):
+        before, after = _state(baseline, test_id), _state(candidate, test_id)
+        if test_id not in baseline.tests:
+            out["added"].append(test_id)
+        if test_id not in candidate.tests:
+            out["removed"].append(test_id)
+            after = "failing" if before != "absent" else after
+        key = _transition(before, after)
+        if key:
+            out[key].append(test_id)
+        if key in _CHANGES:
+            out["changed"].append(test_id)
+    out["new_collection_errors"] = sorted(
+        {c.id for c in candidate.collection_errors} - {c.id for c in baseline.collection_errors}
+    )
+    # A module that fails to collect in both trees is a pre-existing failure: name it,
+    # or its tests vanish from the verdict (ran in neither tree, listed nowhere).
+    kept = {c.id for c in baseline.collection_errors} & {c.id for c in candidate.collection_errors}
+    out["still_failing"] = sorted({*out["still_failing"], *kept})
+    if not candidate.valid:
+        # An untrustworthy run (forged report, killed, timed out) proves no test passes:
+        # what it claims as fixed stays failing.
+        fixed = set(out["fail_to_pass"])
+        out["still_failing"] = sorted({*out["still_failing"], *fixed})
+        out["changed"] = [t for t in out["changed"] if t not in fixed]
+        out["fail_to_pass"] = []
+    return Comparison(**out)
+
+
+_CHANGES = ("fail_to_pass", "pass_to_fail", "fail_to_skip")
+
+
+def _transition(before: str, after: str) -> str | None:
+    if before == "passing":
+        return "pass_to_pass" if after == "passing" else "pass_to_fail"
+    if before == "skipped":
+        return "still_failing" if after == "failing" else None
+    if before == "absent":
+        return "still_failing" if after == "failing" else None
+    if after == "passing":
+        return "fail_to_pass"
+    if after == "skipped":
+        return "fail_to_skip"
+    return "still_failing"
+
+
+def apply_reruns(
+    comparison: Comparison,
+    baseline_reruns: Sequence[SuiteRun],
+    candidate_reruns: Sequence[SuiteRun],
+) -> Comparison:
+    """Move changed tests whose outcome flips across re-runs into ``flaky``.
+
+    Each re-run of a tree must agree with the first run on whether a changed test
+    passed; one that does not makes the test flaky, counted neither as fix nor regression.
+    """
+    flaky = set(comparison.flaky)
+    for test_id in comparison.changed:
+        passed_before = test_id in comparison.pass_to_fail
+        passed_after = test_id in comparison.fail_to_pass
+        if any((_state(r, test_id) == "passing") != passed_before for r in baseline_reruns):
+            flaky.add(test_id)
+        if any((_state(r, test_id) == "passing") != passed_after for r in candidate_reruns):
+            flaky.add(test_id)
+    data = comparison.model_dump()
+    for key in _CHANGES:
+        data[key] = [t for t in data[key] if t not in flaky]
+    data["flaky"] = sorted(flaky)
+    return Comparison(**data)
+
+
+def test_summary(
+    baseline: SuiteRun | None, candidate: SuiteRun | None, comparison: Comparison | None
+) -> TestSummary:
+    """The verdict's ``tests`` section from the graded runs and the (re-run) comparison."""
+    comp = comparison or Comparison()
+    return TestSummary(
+        baseline=baseline.counts if baseline else RunCounts(),
+        candidate=candidate.counts if candidate else RunCounts(),
+        fail_to_pass=comp.fail_to_pass,
+        pass_to_fail=comp.pass_to_fail,
+        # failing→skipped is neither fixed nor broken: it stays with the unfixed tests
+        still_failing=sorted({*comp.still_failing, *comp.fail_to_skip}),
+        flaky=comp.flaky,
+        added=comp.added,
+        removed=comp.removed,
+        pass_to_pass=len(comp.pass_to_pass),
+    )
+
+
+test_summary.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
