@@ -42,8 +42,10 @@ def compare(baseline: SuiteRun, candidate: SuiteRun) -> Comparison:
     A test skipped on the baseline proves nothing: skipped→passing is in no list,
     skipped→failing is ``still_failing``, and so is a module that fails to collect in
     both runs (by its module id). An invalid candidate run fixes nothing: its
-    would-be ``fail_to_pass`` tests are ``still_failing``.
+    would-be ``fail_to_pass`` tests are ``still_failing``. Ids are paired first (see
+    :func:`pair_unstable`), so an unstable parametrize id is one test, not two.
     """
+    candidate = pair_unstable(baseline, candidate)
     out: dict[str, list[str]] = {k: [] for k in Comparison.model_fields if k != "flaky"}
     for test_id in sorted(set(baseline.tests) | set(candidate.tests)):
         before, after = _state(baseline, test_id), _state(candidate, test_id)
@@ -95,25 +97,76 @@ def apply_reruns(
     comparison: Comparison,
     baseline_reruns: Sequence[SuiteRun],
     candidate_reruns: Sequence[SuiteRun],
+    baseline: SuiteRun | None = None,
+    candidate: SuiteRun | None = None,
 ) -> Comparison:
     """Move changed tests whose outcome flips across re-runs into ``flaky``.
 
     Each re-run of a tree must agree with the first run on whether a changed test
     passed; one that does not makes the test flaky, counted neither as fix nor regression.
+    A re-run that cannot find a test (by id, or by function and position when ``baseline``
+    and ``candidate`` give the first runs' positions) says nothing about it: a test no
+    re-run found is listed in ``not_rerun`` and kept as first seen, never called flaky.
     """
     flaky = set(comparison.flaky)
+    not_rerun = set(comparison.not_rerun)
+    positions = {
+        **(candidate.positions if candidate else {}),
+        **(baseline.positions if baseline else {}),
+    }
     for test_id in comparison.changed:
         passed_before = test_id in comparison.pass_to_fail
         passed_after = test_id in comparison.fail_to_pass
-        if any((_state(r, test_id) == "passing") != passed_before for r in baseline_reruns):
-            flaky.add(test_id)
-        if any((_state(r, test_id) == "passing") != passed_after for r in candidate_reruns):
-            flaky.add(test_id)
+        key = positions.get(test_id)
+        found = False
+        for runs, passed in ((baseline_reruns, passed_before), (candidate_reruns, passed_after)):
+            states = [_state(r, resolve_id(r, test_id, key)) for r in runs]
+            seen = [s for s in states if s != "absent"]
+            found = found or bool(seen)
+            if any((s == "passing") != passed for s in seen):
+                flaky.add(test_id)
+        if not found and (baseline_reruns or candidate_reruns):
+            not_rerun.add(test_id)
     data = comparison.model_dump()
     for key in _CHANGES:
         data[key] = [t for t in data[key] if t not in flaky]
     data["flaky"] = sorted(flaky)
+    data["not_rerun"] = sorted(not_rerun - flaky)
     return Comparison(**data)
+
+
+def resolve_id(run: SuiteRun, test_id: str, key: str | None) -> str:
+    """``test_id`` as ``run`` named it: itself, or the id at the same function and position."""
+    if test_id in run.tests or key is None:
+        return test_id
+    for other, other_key in run.positions.items():
+        if other_key == key and other in run.tests:
+            return other
+    return test_id
+
+
+def pair_unstable(baseline: SuiteRun, candidate: SuiteRun) -> SuiteRun:
+    """``candidate`` with ids that differ only in an unstable parametrize part renamed.
+
+    A parametrize id built from ``datetime.now()`` or an object's address differs between
+    runs; a candidate id missing from the baseline takes the baseline's id at the same
+    function and position when that id is itself missing from the candidate.
+    """
+    by_key = {k: t for t, k in baseline.positions.items() if t not in candidate.tests}
+    renames = {}
+    for test_id in candidate.tests:
+        key = candidate.positions.get(test_id)
+        if test_id in baseline.tests or key is None or key not in by_key:
+            continue
+        renames[test_id] = by_key[key]
+    if not renames:
+        return candidate
+    tests = {
+        renames.get(t, t): r.model_copy(update={"id": renames.get(t, t)})
+        for t, r in candidate.tests.items()
+    }
+    positions = {renames.get(t, t): k for t, k in candidate.positions.items()}
+    return candidate.model_copy(update={"tests": tests, "positions": positions})
 
 
 def test_summary(

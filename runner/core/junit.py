@@ -62,7 +62,7 @@ def parse_junit(data: bytes) -> JUnitReport:
             collection.append(result)
         elif result.id in tests:
             # pytest reports a teardown error as a second entry for the same id
-            tests[result.id] = _worse(tests[result.id], result)
+            tests[result.id] = worse(tests[result.id], result)
         else:
             tests[result.id] = result
     return JUnitReport(tests=list(tests.values()), collection_errors=collection)
@@ -104,16 +104,16 @@ def _testcase(case: ET.Element) -> tuple[TestResult, bool]:
     result = TestResult(
         id=test_id,
         outcome=outcome,
-        message=_trim(message, MESSAGE_CHARS),
-        text=_trim_tail(text, TEXT_CHARS),
-        exception_type=_exception_type(message, text) if outcome in _NOT_PASSING else None,
+        message=trim(message, MESSAGE_CHARS),
+        text=trim_tail(text, TEXT_CHARS),
+        exception_type=exception_type(message, text) if outcome in _NOT_PASSING else None,
         duration_s=duration,
-        line=_test_line(file or test_id.split("::")[0], case.get("line"), text),
+        line=failure_line(file or test_id.split("::")[0], case.get("line"), text),
     )
     return result, is_collection and outcome in ("error", "failed")
 
 
-def _test_line(path: str, line: str | None, text: str) -> int | None:
+def failure_line(path: str, line: str | None, text: str) -> int | None:
     # The deepest traceback frame in the test's own file is the line a reviewer wants;
     # pytest's "line" attribute is the 0-based line of the test's definition.
     frames = re.findall(rf"^{re.escape(path)}:(\d+):", text, flags=re.MULTILINE)
@@ -141,7 +141,7 @@ def _module_to_path(dotted: str) -> str:
     return dotted.replace(".", "/") + ".py" if dotted else "<unknown>"
 
 
-def _exception_type(message: str, text: str) -> str | None:
+def exception_type(message: str, text: str) -> str | None:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     if lines and (m := _TYPE_AT_END.match(lines[-1])):
         return m.group(1)
@@ -149,17 +149,17 @@ def _exception_type(message: str, text: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _worse(a: TestResult, b: TestResult) -> TestResult:
+def worse(a: TestResult, b: TestResult) -> TestResult:
     rank = {"failed": 0, "error": 1, "skipped": 2, "xfailed": 3, "xpassed": 4, "passed": 5}
     return a if rank[a.outcome] <= rank[b.outcome] else b
 
 
-def _trim(text: str, limit: int) -> str:
+def trim(text: str, limit: int) -> str:
     text = text.strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _trim_tail(text: str, limit: int) -> str:
+def trim_tail(text: str, limit: int) -> str:
     # the end of a traceback names the error; keep it
     text = text.strip()
     return text if len(text) <= limit else "…" + text[-(limit - 1) :]

@@ -1,14 +1,18 @@
-"""Every path under jobs/<id>/: job files, logs, JUnit copies, results folders, verdict.json."""
+"""Every path under jobs/<id>/: job files, logs, results folders and their readers, verdict.json."""
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 from runner.common.files import read_regular
+from runner.core.harnessresults import read_stream
 from runner.core.suite import (
     parse_junit,
 )
 from runner.models import (
+    HarnessReport,
     JUnitReport,
     PhaseLog,
     RunResult,
@@ -19,6 +23,7 @@ from runner.verify.job import Job
 from runner.verify.runtime import Runtime
 
 JUNIT_MAX_BYTES = 50 * 2**20
+STREAM_MAX_BYTES = 100 * 2**20
 LOG_HEAD = 4000
 LOG_TAIL = 8000
 
@@ -37,6 +42,37 @@ def results_dir(state: Job, phase: str, runtime: Runtime) -> Path:
     results.mkdir(parents=True, exist_ok=True)
     hand_over(results, runtime.sandbox._user)
     return results
+
+
+def harness_dir(state: Job, phase: str, runtime: Runtime, runs: int) -> tuple[Path, list[bytes]]:
+    """A fresh folder for the plugin's streams, with one single-use key per pytest run."""
+    folder = state.folder / "trees" / "results" / f"{phase}.harness"
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = []
+    for i in range(runs):
+        key = secrets.token_hex(32).encode()
+        path = folder / f"key-{i}"
+        path.unlink(missing_ok=True)
+        (folder / f"stream-{i}.jsonl").unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+        keys.append(key)
+    hand_over(folder, runtime.sandbox._user)
+    return folder, keys
+
+
+def read_harness(folder: Path, run: int, key: bytes, keep: Path | None) -> HarnessReport | None:
+    """The plugin's stream of one run, checked under its key; None when none was written."""
+    data = read_regular(folder / f"stream-{run}.jsonl", STREAM_MAX_BYTES)
+    if data is None:
+        return None
+    if keep is not None:
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        keep.write_bytes(data[:STREAM_MAX_BYTES])
+    if len(data) > STREAM_MAX_BYTES:
+        return HarnessReport(error=f"the results stream is over {STREAM_MAX_BYTES} bytes")
+    return read_stream(data, key)
 
 
 def read_junit(path: Path, keep: Path | None) -> JUnitReport | None:

@@ -284,7 +284,9 @@ def _runs(
                 timed,
                 state,
                 "reruns-early",
-                lambda: rerun(state, runtime, early_tree, EARLY_PHASE, command, early_ids, cancel),
+                lambda: rerun(
+                    state, runtime, early_tree, EARLY_PHASE, command, early_ids, cancel, cached
+                ),
             )
         repro_futures = [
             pool.submit(
@@ -345,5 +347,15 @@ def _runs(
     if comparison.changed and state.policy.reruns > 0:
         trees = (baseline_dir, candidate_dir)
         early_runs = (early_ids, early) if early is not None else None
-        comparison = run_reruns(state, runtime, key, trees, command, comparison, early_runs, cancel)
+        comparison = run_reruns(
+            state,
+            runtime,
+            key,
+            trees,
+            command,
+            comparison,
+            early_runs,
+            cancel,
+            (baseline, candidate),
+        )
     state.evidence = state.evidence.model_copy(update={"comparison": comparison})

@@ -75,9 +75,15 @@ def run_reruns(
     comparison: Comparison,
     early: tuple[list[str], list[SuiteRun]] | None,
     cancel: threading.Event | None,
+    runs: tuple[SuiteRun, SuiteRun],
 ) -> Comparison:
-    """Re-run the changed tests in both trees; reuse cached baseline and early candidate runs."""
-    changed = comparison.changed
+    """Re-run the changed tests in both trees; reuse cached baseline and early candidate runs.
+
+    Re-runs are pinned to the baseline's rootdir and config, and select a test whose id
+    differed between the two trees (an unstable parametrize id) by its function.
+    """
+    baseline, candidate = runs
+    changed = selection(comparison.changed, baseline, candidate)
     reruns_key = rerun_key(key, state.policy.reruns, changed)
     baseline_runs = load_reruns(runtime, reruns_key)
     candidate_runs = early[1] if early is not None and _covers(*early, changed) else None
@@ -90,7 +96,15 @@ def run_reruns(
             b = None
             if baseline_runs is None:
                 b = pool.submit(
-                    rerun, state, runtime, baseline_dir, "baseline-rerun", command, changed, cancel
+                    rerun,
+                    state,
+                    runtime,
+                    baseline_dir,
+                    "baseline-rerun",
+                    command,
+                    changed,
+                    cancel,
+                    baseline,
                 )
             c = None
             if candidate_runs is None:
@@ -103,6 +117,7 @@ def run_reruns(
                     command,
                     changed,
                     cancel,
+                    baseline,
                 )
             if b is not None:
                 baseline_runs = b.result()
@@ -111,7 +126,20 @@ def run_reruns(
             if c is not None:
                 candidate_runs = c.result()
     assert baseline_runs is not None and candidate_runs is not None
-    return apply_reruns(comparison, baseline_runs, candidate_runs)
+    return apply_reruns(comparison, baseline_runs, candidate_runs, baseline, candidate)
+
+
+def selection(changed: list[str], baseline: SuiteRun, candidate: SuiteRun) -> list[str]:
+    """What to name on the re-runs' command line: each id, or its function when unstable."""
+    out: dict[str, None] = {}
+    for test_id in changed:
+        key = baseline.positions.get(test_id) or candidate.positions.get(test_id)
+        stable = test_id in baseline.tests and test_id in candidate.tests
+        if key is None or stable or "[" not in test_id:
+            out[test_id] = None
+        else:
+            out[key.rpartition("#")[0]] = None
+    return list(out)
 
 
 def _covers(ids: list[str], runs: list[SuiteRun], changed: list[str]) -> bool:
