@@ -530,7 +530,7 @@ def test_regression_is_rejected_naming_the_broken_test(run: Verify, project: Pro
     assert "tests/test_calc.py::test_subtract" in checks(verdict)["no_regressions"].detail
 
 
-def test_new_unused_import_fails_lint(run: Verify, project: Project) -> None:
+def test_new_unused_import_fails_lint(run: Verify, project: Project, runtime: Runtime) -> None:
     with_import = FIXED_OPS.replace(
         '"""Arithmetic helpers."""\n', '"""Arithmetic helpers."""\nimport os\n'
     )
@@ -540,6 +540,9 @@ def test_new_unused_import_fails_lint(run: Verify, project: Project) -> None:
     blocking = [f for f in verdict.lint.new if f.blocking]
     assert [(f.path, f.line, f.code) for f in blocking] == [("calc/ops.py", 2, "F401")]
     assert "calc/ops.py:2 F401" in checks(verdict)["lint"].detail
+    # flake8 writes its findings to a file in the results folder, not to stdout
+    lint_log = runtime.jobs_dir / verdict.job_id / "logs" / "lint.log"
+    assert "F401" not in lint_log.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import shlex
 import threading
 from pathlib import Path
 
+from runner.common.files import read_regular
 from runner.core.suite import (
     FLAKE8_FORMAT,
     lint_diff,
@@ -22,10 +23,11 @@ from runner.verify.caches import (
     store_text,
 )
 from runner.verify.job import Job
-from runner.verify.jobfolder import (
-    keep_log,
-)
+from runner.verify.jobfolder import keep_log, results_dir
+from runner.verify.runs import RESULTS
 from runner.verify.runtime import Runtime
+
+LINT_MAX_BYTES = 20 * 2**20
 
 
 def run_lint(
@@ -60,12 +62,13 @@ def run_lint(
     env_id = state.env.id if state.env else ""
     key = lint_key(baseline_tree, env_id, options, old_files) if old_files else None
     cached = load_text(runtime, f"{key}.lint.txt") if key else ""
-    # One container lints both trees: flake8 never imports the code it reads.
+    # One container lints both trees: flake8 never imports the code it reads. Findings go
+    # to files in the results folder (--output-file), never read back from stdout.
+    results = results_dir(state, "lint", runtime)
     parts = []
     if cached is None:
-        parts.append(f"cd /base && flake8 {shlex.join(options + old_files)}")
-    parts.append("echo '::fixrunner-candidate::'")
-    parts.append(f"cd /cand && flake8 {shlex.join(options + files)}")
+        parts.append(_flake8("/base", "baseline", options + old_files))
+    parts.append(_flake8("/cand", "candidate", options + files))
     spec = RunSpec(
         image=state.env.id if state.env else "",
         command=["sh", "-c", " ; ".join(parts)],
@@ -73,6 +76,7 @@ def run_lint(
         mounts=[
             Mount(source=baseline_dir, target="/base", read_only=True),
             Mount(source=candidate_dir, target="/cand", read_only=True),
+            Mount(source=results, target=RESULTS, read_only=False),
         ],
         limits=state.policy.limits.for_phase("lint"),
         job_id=state.job_id,
@@ -80,14 +84,30 @@ def run_lint(
     )
     result = runtime.sandbox.run(spec, cancel)
     keep_log(state, "lint", result)
-    before_text, marker, after_text = result.output.partition("::fixrunner-candidate::")
+    before_text, before_ok = _findings(results, "baseline")
+    after_text, _ = _findings(results, "candidate")
     if cached is not None:
         before_text = cached
-    elif key and marker and result.exit_code == 0 and not result.output_truncated:
+    elif key and before_ok and result.exit_code == 0:
         store_text(runtime, f"{key}.lint.txt", before_text)
     before = parse_flake8(before_text, lint_policy.blocking_select)
     after = parse_flake8(after_text, lint_policy.blocking_select)
     return lint_diff(before, after, parsed, lint_policy.blocking_select)
+
+
+def _flake8(tree: str, side: str, arguments: list[str]) -> str:
+    flake8 = shlex.join(["flake8", f"--output-file={RESULTS}/{side}.txt", *arguments])
+    return f"cd {tree} && {flake8} ; echo $? > {RESULTS}/{side}.exit"
+
+
+def _findings(results: Path, side: str) -> tuple[str, bool]:
+    """One side's findings file and whether flake8 ended cleanly; a missing file is empty."""
+    data = read_regular(results / f"{side}.txt", LINT_MAX_BYTES)
+    status = read_regular(results / f"{side}.exit", 64)
+    ok = data is not None and len(data) <= LINT_MAX_BYTES
+    ok = ok and status is not None and status.strip() == b"0"
+    text = data[:LINT_MAX_BYTES].decode("utf-8", errors="replace") if data is not None else ""
+    return text, ok
 
 
 def _has_flake8_config(tree: Path) -> bool:
