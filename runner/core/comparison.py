@@ -182,6 +182,7 @@ def test_summary(
         # failing→skipped is neither fixed nor broken: it stays with the unfixed tests
         still_failing=sorted({*comp.still_failing, *comp.fail_to_skip}),
         flaky=comp.flaky,
+        not_rerun=comp.not_rerun,
         added=comp.added,
         removed=comp.removed,
         pass_to_pass=len(comp.pass_to_pass),
