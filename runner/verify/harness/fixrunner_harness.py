@@ -98,21 +98,23 @@ _inside = threading.local()
 
 
 def _frames() -> Iterator[str]:
-    frame = sys._getframe(2)
+    """File names of the calling frames, innermost first, past this plugin's own."""
+    frame = sys._getframe(1)
     while frame is not None:
-        yield frame.f_code.co_filename
+        if frame.f_code.co_filename != __file__:
+            yield frame.f_code.co_filename
         frame = frame.f_back  # type: ignore[assignment]
 
 
 def _tree_file() -> str | None:
-    """The innermost caller that is a file of the tree under test, if any."""
+    """The tree's file that made this call directly (through importlib), if any."""
+    # Only the direct caller counts: a dependency the fix imports may load ctypes itself.
     for name in _frames():
-        if name.startswith("<"):
+        if name.startswith("<") or f"{os.sep}importlib{os.sep}" in name:
             continue
         if name.startswith(WORK + os.sep):
             return os.path.relpath(name, WORK)
-        if not name.startswith(("/usr/lib/python", sys.prefix, sys.base_prefix)):
-            return None
+        return None
     return None
 
 
