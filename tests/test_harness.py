@@ -304,6 +304,9 @@ def test_a_fix_that_reaches_for_the_harness_is_rejected(
     else:
         assert "harness_untouched" in failed(verdict)
         assert finding in checks(verdict)["harness_untouched"].detail
+    if attack == "shadowing-pytest":
+        # pytest runs with -P: the tree's pytest.py was never imported, the suite ran
+        assert verdict.tests.candidate.passed == 4 and failed(verdict) == {"harness_untouched"}
 
 
 @pytest.mark.docker

@@ -26,7 +26,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from runner.config import FixerSettings, Settings
 from runner.core.patch import parse_patch
-from runner.core.suite import parse_junit
 from runner.errors import ConfigError, InfrastructureError, PatchError, RunnerError
 from runner.fix.context import estimate_tokens, gather_context, list_files
 from runner.fix.errorreport import ErrorReport, derive_repro
@@ -271,9 +270,9 @@ def _job_files(runtime: Runtime, job_id: str) -> tuple[SuiteRun | None, dict[str
         baseline = None
     candidate: dict[str, TestResult] = {}
     try:
-        report = parse_junit((folder / "junit" / "candidate.xml").read_bytes())
-        candidate = {t.id: t for t in [*report.tests, *report.collection_errors]}
-    except OSError:
+        run = SuiteRun.model_validate_json((folder / "candidate.json").read_text("utf-8"))
+        candidate = {t.id: t for t in [*run.tests.values(), *run.collection_errors]}
+    except (OSError, ValueError):
         pass
     return baseline, candidate
 

@@ -335,8 +335,10 @@ def _runs(
     state.evidence = state.evidence.model_copy(
         update={"baseline": baseline, "candidate": candidate, "lint": lint, "repro": repro_runs}
     )
-    # The graded baseline, cached or fresh, for callers that need per-test detail (the fix loop).
+    # The graded runs (the baseline cached or fresh), for callers that need per-test detail
+    # (the fix loop), under the ids pytest itself reported.
     (state.folder / "baseline.json").write_text(baseline.model_dump_json(), encoding="utf-8")
+    (state.folder / "candidate.json").write_text(candidate.model_dump_json(), encoding="utf-8")
     if not (baseline.valid and candidate.valid):
         state.evidence = state.evidence.model_copy(
             update={"comparison": compare(baseline, candidate)}

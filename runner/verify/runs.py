@@ -44,10 +44,11 @@ PYTEST_ARGS = [
     "--tb=short",
 ]
 # The plugin's folder is on PYTHONPATH (before site-packages); the tree is not on sys.path
-# through the working directory (``-P``), so neither pytest nor the plugin can be shadowed.
+# through the working directory (``python -P``), so neither pytest nor the plugin can be
+# shadowed. -P, not PYTHONSAFEPATH: the suite's own subprocesses (a script run beside its
+# modules) keep their usual sys.path.
 HARNESS_ENV = {
     "PYTHONPATH": MOUNT,
-    "PYTHONSAFEPATH": "1",
     "FIXRUNNER_HARNESS_DIR": HARNESS,
     "FIXRUNNER_WORK": WORK,
 }
