@@ -47,7 +47,7 @@ def render_text(verdict: Verdict, console: Console) -> None:
                 f"{t.candidate.failed + t.candidate.error} failed",
             )
         )
-    for name in ("fail_to_pass", "pass_to_fail", "still_failing", "flaky"):
+    for name in ("fail_to_pass", "pass_to_fail", "still_failing", "flaky", "not_rerun"):
         ids = getattr(t, name)
         if ids:
             rows.append((name, _ids(ids)))
