@@ -76,7 +76,8 @@ class _Stream:
         self._file: IO[str] = open(  # noqa: SIM115  # held open for the whole session
             os.path.join(folder, f"stream-{run}.jsonl"), "x", encoding="utf-8"
         )
-        self._lock = threading.Lock()
+        # reentrant: an alert raised while a record is being written must not deadlock
+        self._lock = threading.RLock()
         self._seq = 0
         self._last = ""
 
@@ -92,7 +93,22 @@ class _Stream:
             self._seq += 1
 
 
-_STREAM = _Stream(HARNESS_DIR, RUN)
+def _open_stream() -> _Stream | None:
+    # An xdist worker records nothing: the controller's plugin sees every report the
+    # workers relay. The audit hook still guards the folder in the worker.
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        return None
+    return _Stream(HARNESS_DIR, RUN)
+
+
+_STREAM = _open_stream()
+
+
+def _write(kind: str, **data: Any) -> None:
+    if _STREAM is not None:
+        _STREAM.write(kind, **data)
+
+
 _GUARD = os.path.realpath(HARNESS_DIR)
 _inside = threading.local()
 
@@ -169,7 +185,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
 def _refuse(event: str, detail: str) -> None:
     _inside.active = True
     try:
-        _STREAM.write("alert", what="results-access", event=event, detail=detail)
+        _write("alert", what="results-access", event=event, detail=detail)
     finally:
         _inside.active = False
     raise PermissionError(f"fixrunner: the harness's results folder is off limits ({event})")
@@ -184,7 +200,7 @@ def _check_import(module: str) -> None:
         try:
             where = _tree_file()
             if where is not None and not _is_test_file(where):
-                _STREAM.write("alert", what="harness-reach", module=module, file=where)
+                _write("alert", what="harness-reach", module=module, file=where)
         finally:
             _inside.active = False
 
@@ -194,7 +210,7 @@ def _alert_from_tree(what: str, detail: str) -> None:
     try:
         where = _tree_file()
         if where is not None:
-            _STREAM.write("alert", what=what, detail=detail, file=where)
+            _write("alert", what=what, detail=detail, file=where)
     finally:
         _inside.active = False
 
@@ -222,9 +238,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Record where pytest stands: its rootdir and the config file it chose."""
     config = session.config
     inipath = getattr(config, "inipath", None) or getattr(config, "inifile", None)
-    _STREAM.write(
+    _write(
         "start",
-        rootdir=str(config.rootpath),
+        rootdir=str(getattr(config, "rootpath", None) or getattr(config, "rootdir", "")),
         inifile=str(inipath) if inipath else None,
         pytest=pytest.__version__,
         args=[str(a) for a in config.args],
@@ -234,26 +250,41 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_collectreport(report: pytest.CollectReport) -> None:
     """Record a module (or class) that failed to collect."""
     if report.failed:
-        _STREAM.write(
+        _write(
             "collect_error", nodeid=report.nodeid, longrepr=_longrepr(report), crash=_crash(report)
         )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Record every collected id with its function (the id before ``[``) and position."""
+    _write("collected", items=_items([(i.nodeid, i.location[1]) for i in session.items]))
+
+
+_XDIST_COLLECTED = threading.Event()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    """Under xdist the workers collect: record the first worker's ids (all collect the same)."""
+    if not _XDIST_COLLECTED.is_set():
+        _XDIST_COLLECTED.set()
+        _write("collected", items=_items([(i, None) for i in ids]))
+
+
+def _items(ids: list[tuple[str, int | None]]) -> list[list[Any]]:
     seen: dict[str, int] = {}
     items = []
-    for item in session.items:
-        function = item.nodeid.split("[", 1)[0]
+    for nodeid, line in ids:
+        function = nodeid.split("[", 1)[0]
         position = seen.get(function, 0)
         seen[function] = position + 1
-        items.append([item.nodeid, function, position, item.location[1]])
-    _STREAM.write("collected", items=items)
+        items.append([nodeid, function, position, line])
+    return items
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Record one phase of one test: nodeid, when, outcome and why."""
-    _STREAM.write(
+    _write(
         "report",
         nodeid=report.nodeid,
         when=report.when,
@@ -269,4 +300,4 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Record the exit status pytest will return: the runner checks it against the process."""
-    _STREAM.write("finish", exitstatus=int(exitstatus), testscollected=session.testscollected)
+    _write("finish", exitstatus=int(exitstatus), testscollected=session.testscollected)
