@@ -191,12 +191,27 @@ def test_a_module_that_cannot_shadow_the_harness_is_not(path: str) -> None:
 @pytest.mark.parametrize(
     ("path", "lines"),
     [
+        ("pyproject.toml", ["[tool.mypy]", 'plugins = ["pydantic.mypy"]']),
+        ("setup.cfg", ["[coverage:run]", "plugins = covdefaults"]),
+        ("tox.ini", ["[tox]", "minversion = 4.0"]),
+    ],
+)
+def test_other_tools_settings_in_shared_config_files_are_not_findings(
+    path: str, lines: list[str]
+) -> None:
+    assert findings(diff(path, *lines)) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "lines"),
+    [
         (".pytest.ini", ["[pytest]", "addopts = -p calc.evil"]),
         ("pytest.toml", ["[pytest]", 'filterwarnings = ["ignore"]']),
         ("tests/pytest.ini", ["[pytest]"]),
         ("setup.cfg", ["[tool:pytest]", "python_functions = nothing_*"]),
         ("pyproject.toml", ["[tool.pytest.ini_options]", 'addopts = "-k not_slow"']),
         ("tests/conftest.py", ['pytest_plugins = ["calc.evil"]']),
+        ("tox.ini", ["[pytest]", "markers = slow"]),
     ],
 )
 def test_pytest_configuration_that_loads_plugins_or_filters_is_a_finding(

@@ -34,6 +34,15 @@ _CONFIG_KEYS = re.compile(
     r"junit_\w+|cache_dir|confcutdir|pythonpath|consider_namespace_packages)\s*[=:]",
     re.IGNORECASE,
 )
+# In files shared with other tools, only keys no other tool uses: mypy and coverage have
+# "plugins", mypy "cache_dir", tox "minversion".
+_SHARED_FILE_KEYS = re.compile(
+    r"^\s*(addopts|required_plugins|filterwarnings|testpaths|norecursedirs|python_files|"
+    r"python_classes|python_functions|usefixtures|collect_ignore(_glob)?|xfail_strict|"
+    r"junit_\w+|confcutdir|consider_namespace_packages)\s*[=:]",
+    re.IGNORECASE,
+)
+_PYTEST_SECTION = re.compile(r"^\s*\[(pytest|tool:pytest|tool\.pytest(\.ini_options)?)\]")
 _PLUGINS_IN_CODE = re.compile(r"^\s*pytest_plugins\s*[=+:]")
 _DYNAMIC = re.compile(
     r"import_module\s*\(|__import__\s*\(|sys\.modules\b|find_spec\s*\(|"
@@ -64,17 +73,25 @@ def harness_findings(
         if shadow is not None:
             findings.append(f"{change.path}: adds a module named like the harness ({shadow!r})")
         if path.name in _CONFIG_FILES or path.name in _SECTIONED_CONFIG:
-            keys = sorted({m.group(1) for t in change.added_text if (m := _CONFIG_KEYS.match(t))})
-            if keys:
-                findings.append(
-                    f"{change.path}: sets pytest's {', '.join(keys)} (plugins, options and "
-                    "filters belong to the harness)"
-                )
-            elif path.name in _CONFIG_FILES and change.status == "added":
-                findings.append(f"{change.path}: adds a pytest configuration file")
+            findings += _config_findings(change, own_file=path.name in _CONFIG_FILES)
         if path.suffix == ".py":
             findings += _code_findings(change, is_test_path(change.path, globs))
     return findings
+
+
+def _config_findings(change: FileChange, *, own_file: bool) -> list[str]:
+    pattern = _CONFIG_KEYS if own_file else _SHARED_FILE_KEYS
+    keys = sorted({m.group(1) for t in change.added_text if (m := pattern.match(t))})
+    if keys:
+        return [
+            f"{change.path}: sets pytest's {', '.join(keys)} (plugins, options and filters "
+            "belong to the harness)"
+        ]
+    if own_file and change.status == "added":
+        return [f"{change.path}: adds a pytest configuration file"]
+    if any(_PYTEST_SECTION.match(t) for t in change.added_text):
+        return [f"{change.path}: adds a pytest configuration section"]
+    return []
 
 
 def _shadowed_name(path: PurePosixPath) -> str | None:
