@@ -314,6 +314,13 @@ def test_a_rerun_that_cannot_find_a_test_says_not_rerun_never_flaky() -> None:
     assert result.fail_to_pass == ["a"] and result.pass_to_fail == ["b"]
 
 
+def test_an_invalid_rerun_still_makes_a_fix_flaky() -> None:
+    comp = compare(run(a="failed"), run(a="passed"))
+    broken = grade(None, 1)
+    result = apply_reruns(comp, [run(a="failed")], [broken])
+    assert result.flaky == ["a"] and result.not_rerun == []
+
+
 def positioned(outcomes: dict[str, Outcome], positions: dict[str, str]) -> SuiteRun:
     return run(**outcomes).model_copy(update={"positions": positions})
 

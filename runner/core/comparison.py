@@ -120,7 +120,11 @@ def apply_reruns(
         key = positions.get(test_id)
         found = False
         for runs, passed in ((baseline_reruns, passed_before), (candidate_reruns, passed_after)):
-            states = [_state(r, resolve_id(r, test_id, key)) for r in runs]
+            # An invalid re-run (crashed, timed out, its record broken) shows no pass: as
+            # before, it flips a test that passed. A valid one without the id says nothing.
+            states = [
+                _state(r, resolve_id(r, test_id, key)) if r.valid else "failing" for r in runs
+            ]
             seen = [s for s in states if s != "absent"]
             found = found or bool(seen)
             if any((s == "passing") != passed for s in seen):
