@@ -234,6 +234,14 @@ def _crash(report: pytest.TestReport | pytest.CollectReport) -> dict[str, Any] |
     return {"path": crash.path, "lineno": crash.lineno, "message": str(crash.message)[:2000]}
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Leave sys.modules once registered: reaching this module again means importing it."""
+    # pytest keeps the registered module; code that imports it anew fires an audit
+    # "import" event (an alert) and finds its key already gone.
+    sys.modules.pop(__name__, None)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Record where pytest stands: its rootdir and the config file it chose."""
     config = session.config
