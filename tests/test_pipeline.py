@@ -530,7 +530,7 @@ def test_regression_is_rejected_naming_the_broken_test(run: Verify, project: Pro
     assert "tests/test_calc.py::test_subtract" in checks(verdict)["no_regressions"].detail
 
 
-def test_new_unused_import_fails_lint(run: Verify, project: Project) -> None:
+def test_new_unused_import_fails_lint(run: Verify, project: Project, runtime: Runtime) -> None:
     with_import = FIXED_OPS.replace(
         '"""Arithmetic helpers."""\n', '"""Arithmetic helpers."""\nimport os\n'
     )
@@ -540,6 +540,9 @@ def test_new_unused_import_fails_lint(run: Verify, project: Project) -> None:
     blocking = [f for f in verdict.lint.new if f.blocking]
     assert [(f.path, f.line, f.code) for f in blocking] == [("calc/ops.py", 2, "F401")]
     assert "calc/ops.py:2 F401" in checks(verdict)["lint"].detail
+    # flake8 writes its findings to a file in the results folder, not to stdout
+    lint_log = runtime.jobs_dir / verdict.job_id / "logs" / "lint.log"
+    assert "F401" not in lint_log.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(
@@ -824,13 +827,20 @@ for _arg in _sys.argv:
 
 
 def test_forged_junit_from_conftest_is_rejected(run: Verify, project: Project) -> None:
-    # conftest.py is in the test part, so the baseline is forged as well: nothing goes
-    # from failing to passing, and touching the harness is a finding of its own.
+    # conftest.py is in the test part, so the baseline is forged as well: the harness's
+    # record of both runs has no end, which is the candidate's doing (its test part), and
+    # touching conftest.py is a finding of its own.
     conftest = PROJECT["tests/conftest.py"] + FORGE.replace("EXIT_CODE", "0")
     candidate = {"tests/conftest.py": conftest, "tests/test_calc.py": TESTS_WITH_REGRESSION}
     verdict = run(project.diff(candidate))
     assert verdict.status == "rejected"
-    assert failed(verdict) == {"reproduced", "tests_not_weakened"}
+    assert failed(verdict) == {
+        "reproduced",
+        "no_regressions",
+        "tests_not_weakened",
+        "harness_untouched",
+    }
+    assert "before pytest finished" in checks(verdict)["harness_untouched"].detail
     assert verdict.tests.fail_to_pass == []
 
 
@@ -843,22 +853,21 @@ def test_forged_junit_beside_a_failing_exit_code_is_an_invalid_run(
     assert verdict.status == "rejected"
     assert {"reproduced", "no_regressions"} <= failed(verdict)
     detail = checks(verdict)["no_regressions"].detail
-    assert "exit code 1 next to a report with no failures" in detail
+    assert "the run ended (exit code 1) before pytest finished its session" in detail
     assert verdict.tests.fail_to_pass == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit: code under test runs in pytest's process, so a forgery that "
-    "matches the exit code cannot be told apart from a real run",
-)
 def test_forged_junit_with_a_clean_exit_from_source_code_is_not_verified(
     run: Verify, project: Project
 ) -> None:
+    # Outcomes come from the runner's plugin, not the JUnit file: a process that ends
+    # with exit 0 before pytest finished its session leaves a record with no end.
     init = PROJECT["calc/__init__.py"] + FORGE.replace("EXIT_CODE", "0")
     candidate = {"calc/__init__.py": init, "tests/test_calc.py": TESTS_WITH_REGRESSION}
     verdict = run(project.diff(candidate))
-    assert verdict.status != "verified"
+    assert verdict.status == "rejected"
+    assert "before pytest finished its session" in checks(verdict)["no_regressions"].detail
+    assert verdict.tests.fail_to_pass == []
 
 
 # --------------------------------------------------------------------------- bad job input

@@ -333,6 +333,53 @@ def test_reruns_that_agree_change_nothing() -> None:
     )
 
 
+def test_a_rerun_that_cannot_find_a_test_says_not_rerun_never_flaky() -> None:
+    # pytest named the test differently on the re-run (another rootdir): no evidence
+    # either way, so the first runs' answer stands.
+    comp = compare(run(a="failed", b="passed"), run(a="passed", b="failed"))
+    result = apply_reruns(comp, [run(x="failed")], [run(y="passed")])
+    assert result.flaky == [] and result.not_rerun == ["a", "b"]
+    assert result.fail_to_pass == ["a"] and result.pass_to_fail == ["b"]
+
+
+def test_an_invalid_rerun_still_makes_a_fix_flaky() -> None:
+    comp = compare(run(a="failed"), run(a="passed"))
+    broken = grade(None, 1)
+    result = apply_reruns(comp, [run(a="failed")], [broken])
+    assert result.flaky == ["a"] and result.not_rerun == []
+
+
+def positioned(outcomes: dict[str, Outcome], positions: dict[str, str]) -> SuiteRun:
+    return run(**outcomes).model_copy(update={"positions": positions})
+
+
+def test_unstable_parametrize_ids_pair_by_function_and_position() -> None:
+    before = positioned(
+        {"t.py::f[0-111]": "failed", "t.py::f[1-111]": "passed"},
+        {"t.py::f[0-111]": "t.py::f#0", "t.py::f[1-111]": "t.py::f#1"},
+    )
+    after = positioned(
+        {"t.py::f[0-222]": "passed", "t.py::f[1-222]": "passed"},
+        {"t.py::f[0-222]": "t.py::f#0", "t.py::f[1-222]": "t.py::f#1"},
+    )
+    comp = compare(before, after)
+    assert comp.fail_to_pass == ["t.py::f[0-111]"]
+    assert comp.added == comp.removed == comp.pass_to_fail == []
+    rerun = positioned({"t.py::f[0-333]": "passed"}, {"t.py::f[0-333]": "t.py::f#0"})
+    result = apply_reruns(comp, [before], [rerun], before, after)
+    assert result.fail_to_pass == ["t.py::f[0-111]"] and result.flaky == []
+
+
+def test_stable_ids_are_never_paired_away() -> None:
+    # Only an id missing on both sides pairs: a test the candidate really removed stays removed.
+    before = positioned({"t.py::f[a]": "passed"}, {"t.py::f[a]": "t.py::f#0"})
+    after = positioned(
+        {"t.py::f[a]": "passed", "t.py::f[b]": "passed"},
+        {"t.py::f[a]": "t.py::f#0", "t.py::f[b]": "t.py::f#1"},
+    )
+    assert compare(before, after).added == ["t.py::f[b]"]
+
+
 # --------------------------------------------------------------------------- lint
 
 PATCH = parse_patch(

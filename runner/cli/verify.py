@@ -115,7 +115,8 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
     from runner.core.repro import check_expected, split_command
     from runner.models import FixJob
     from runner.reports.text import render_json, render_text
-    from runner.verify.pipeline import POLICIES_DIR, Runtime, new_job_id, verify
+    from runner.verify.pipeline import Runtime, new_job_id, verify
+    from runner.verify.runtime import POLICIES_DIR
 
     args = _verify_parser().parse_args(argv)
     fmt = "json" if args.json else (args.format or "text")

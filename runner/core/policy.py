@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 
 from runner.core.errormatch import repo_relative
+from runner.core.harness import harness_check
 from runner.core.paths import DEFAULT_TEST_GLOBS, glob_match, is_test_path
 from runner.core.suppression import suppressions
 from runner.core.tracebacks import iter_exceptions, parse_last_exception
@@ -50,6 +51,7 @@ CHECK_NAMES = (
     "scope",
     "tests_not_weakened",
     "error_not_suppressed",
+    "harness_untouched",
 )
 _REPRO_CHECKS = ("reproduced", "reproduced_by_command")
 Phase = Literal["test", "lint", "repro"]
@@ -198,7 +200,9 @@ def judge(evidence: Evidence, policy: Policy) -> Judgement:
     if evidence.patch_error is None and evidence.applied_with != "not_applied":
         if base is None:
             return _error("the baseline test run is missing")
-        if not base.valid:
+        if not base.valid and not (base.tampered and _touches_tests(evidence, policy)):
+            # A baseline broken by the candidate's own test part is its fault: the
+            # harness_untouched check rejects it below.
             return _error(f"the baseline run is unusable: {base.invalid_reason}")
         if base.tests and all(t.outcome == "error" for t in base.tests.values()):
             # Not one test got past its set-up on the unpatched tree: the environment
@@ -258,7 +262,14 @@ def _checks(evidence: Evidence, policy: Policy) -> list[Check]:
         _tests_not_weakened(evidence, policy),
         _error_not_suppressed(evidence, policy),
     ]
-    return _mark_required(checks, policy, has_repro=bool(evidence.repro))
+    marked = _mark_required(checks, policy, has_repro=bool(evidence.repro))
+    # the harness is never the candidate's to change, whatever the policy
+    return [*marked, harness_check(evidence, policy.test_globs)]
+
+
+def _touches_tests(evidence: Evidence, policy: Policy) -> bool:
+    files = evidence.patch.files if evidence.patch else []
+    return any(is_test_path(f.path, policy.test_globs) for f in files)
 
 
 def _not_applied(evidence: Evidence, policy: Policy) -> list[Check]:

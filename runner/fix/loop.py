@@ -26,7 +26,6 @@ from pydantic import ValidationError
 
 from runner.config import Settings
 from runner.core.patch import parse_patch
-from runner.core.suite import parse_junit
 from runner.errors import MissingApiKeyError, ModelApiError, PatchError, RunnerError
 from runner.fix.claude import (
     SUBMIT_FIX_TOOL,
@@ -187,9 +186,9 @@ def _job_files(runtime: Runtime, job_id: str) -> tuple[SuiteRun | None, dict[str
         baseline = None
     candidate: dict[str, TestResult] = {}
     try:
-        report = parse_junit((folder / "junit" / "candidate.xml").read_bytes())
-        candidate = {t.id: t for t in [*report.tests, *report.collection_errors]}
-    except OSError:
+        run = SuiteRun.model_validate_json((folder / "candidate.json").read_text("utf-8"))
+        candidate = {t.id: t for t in [*run.tests.values(), *run.collection_errors]}
+    except (OSError, ValueError):
         pass
     return baseline, candidate
 

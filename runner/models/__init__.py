@@ -26,7 +26,10 @@ from runner.models.patch import (
     SourceChange,
 )
 from runner.models.results import (
+    CollectedTest,
     Comparison,
+    HarnessAlert,
+    HarnessReport,
     JUnitReport,
     LintFinding,
     LintSummary,
@@ -73,6 +76,7 @@ __all__ = [
     "SYMLINK_MODE",
     "AppliedWith",
     "Check",
+    "CollectedTest",
     "Comparison",
     "EnvironmentInfo",
     "Evidence",
@@ -82,6 +86,8 @@ __all__ = [
     "FileStatus",
     "FixJob",
     "Frame",
+    "HarnessAlert",
+    "HarnessReport",
     "ImagesInfo",
     "JUnitReport",
     "LastException",

@@ -49,6 +49,40 @@ class RunCounts(Model):
     total: int = 0
 
 
+class HarnessAlert(Model):
+    """Something the runner's pytest plugin saw the code under test do to the harness."""
+
+    what: str = Field(
+        description="results-access (refused), ctypes, harness-reach or introspection."
+    )
+    detail: str = Field(default="", description="The event, module or path involved.")
+    file: str = Field(default="", description="The tree's file that did it, when known.")
+
+
+class CollectedTest(Model):
+    """One collected test as pytest named it, with the stable part of its id."""
+
+    id: str = Field(description="pytest's node id.")
+    function: str = Field(description="The id before any parametrize part ('[...]').")
+    position: int = Field(description="Index among the collected ids of the same function.")
+
+
+class HarnessReport(Model):
+    """What the runner's pytest plugin recorded for one run, checked and folded per test."""
+
+    error: str | None = Field(default=None, description="Why the stream cannot be trusted.")
+    finished: bool = Field(default=False, description="pytest reached the end of its session.")
+    exitstatus: int | None = Field(default=None, description="The exit status pytest reported.")
+    rootdir: str | None = Field(default=None, description="pytest's rootdir in the sandbox.")
+    inifile: str | None = Field(default=None, description="The config file pytest chose.")
+    collected: list[CollectedTest] = Field(default_factory=list, description="In order.")
+    tests: list[TestResult] = Field(default_factory=list, description="Per-test outcomes.")
+    collection_errors: list[TestResult] = Field(
+        default_factory=list, description="Modules that failed to collect (id = node id)."
+    )
+    alerts: list[HarnessAlert] = Field(default_factory=list, description="What the plugin saw.")
+
+
 class SuiteRun(Model):
     """One graded pytest run: per-test outcomes plus whether the run can be trusted."""
 
@@ -63,6 +97,19 @@ class SuiteRun(Model):
         default_factory=list, description="Modules that failed to collect."
     )
     counts: RunCounts = Field(default_factory=RunCounts, description="Outcome counts.")
+    tampered: bool = Field(
+        default=False,
+        description="Invalid because the harness's record was forged, cut short or reached.",
+    )
+    rootdir: str | None = Field(default=None, description="pytest's rootdir, from the plugin.")
+    inifile: str | None = Field(default=None, description="pytest's config file, from the plugin.")
+    positions: dict[str, str] = Field(
+        default_factory=dict,
+        description="Test id -> 'function#position' (the stable part of a parametrized id).",
+    )
+    alerts: list[HarnessAlert] = Field(
+        default_factory=list, description="What the plugin saw the code do to the harness."
+    )
 
 
 class Comparison(Model):
@@ -93,6 +140,10 @@ class Comparison(Model):
         default_factory=list,
         description="Regressions that failed in the suite but passed in every re-run of their "
         "module: state left by another test; still in pass_to_fail.",
+    )
+    not_rerun: list[str] = Field(
+        default_factory=list,
+        description="Changed ids a re-run could not find: kept as first seen, never flaky.",
     )
 
 

@@ -12,8 +12,9 @@ from runner.models.results import LintSummary, RunCounts
 from runner.models.run import Limits
 
 # 1.1: repro (with its `problem` field) and `host`, added after 1.0; additive only.
-# 1.2: the error_not_suppressed check, NOQA lint findings, structural tests_not_weakened;
-#      resources.limits.workspace_mb and workspace_inodes (the writable tree's quota).
+# 1.2: the error_not_suppressed and harness_untouched checks, NOQA lint findings,
+#      structural tests_not_weakened; resources.limits.workspace_mb and workspace_inodes
+#      (the writable tree's quota); tests.not_rerun (changed tests no re-run could find).
 SCHEMA_VERSION = "1.2"
 Status = Literal["verified", "rejected", "error"]
 AppliedWith = Literal["clean", "3way", "already_applied", "not_applied"]
@@ -44,6 +45,11 @@ class TestSummary(Model):
     pass_to_fail: list[str] = Field(default_factory=list)
     still_failing: list[str] = Field(default_factory=list)
     flaky: list[str] = Field(default_factory=list)
+    not_rerun: list[str] = Field(
+        default_factory=list,
+        description="Changed tests no re-run could find (under the same rootdir and config): "
+        "their first outcome stands; never counted as flaky.",
+    )
     added: list[str] = Field(default_factory=list)
     removed: list[str] = Field(default_factory=list)
     pass_to_pass: int = Field(default=0, description="How many tests passed before and after.")

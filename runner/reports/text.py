@@ -79,7 +79,7 @@ def fact_rows(verdict: Verdict) -> list[tuple[str, str]]:
                 f"{t.candidate.failed + t.candidate.error} failed",
             )
         )
-    for name in ("fail_to_pass", "pass_to_fail", "still_failing", "flaky"):
+    for name in ("fail_to_pass", "pass_to_fail", "still_failing", "flaky", "not_rerun"):
         ids = getattr(t, name)
         if ids:
             rows.append((name, _ids(ids)))

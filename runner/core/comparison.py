@@ -1,0 +1,220 @@
+"""Comparing two graded runs test by test, and moving flips across re-runs into flaky."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from runner.models import (
+    Comparison,
+    Outcome,
+    RunCounts,
+    SuiteRun,
+    TestSummary,
+)
+
+_PASSING: frozenset[Outcome] = frozenset({"passed", "xpassed", "xfailed"})
+_SKIPPED: frozenset[Outcome] = frozenset({"skipped"})
+
+
+def _state(run: SuiteRun, test_id: str) -> str:
+    """passing | skipped | failing | absent (never collected, and no collection error)."""
+    result = run.tests.get(test_id)
+    if result is None:
+        module = test_id.split("::", 1)[0]
+        # a test whose module failed to collect did run, and failed
+        broken = any(c.id == module for c in run.collection_errors)
+        return "failing" if broken else "absent"
+    if result.outcome in _PASSING:
+        return "passing"
+    if result.outcome in _SKIPPED:
+        return "skipped"
+    return "failing"
+
+
+def compare(baseline: SuiteRun, candidate: SuiteRun) -> Comparison:
+    """Compare two runs test by test.
+
+    A baseline test missing from the candidate counts as failed there (and is listed in
+    ``removed``). Skipped is never a pass: failing→skipped goes to ``fail_to_skip`` (not
+    a fix, not a regression), passing→skipped is ``pass_to_fail``. A test absent from
+    the baseline counts as failing there only when its module failed to collect (the
+    usual "new test imports the new function" case); otherwise it is only ``added``.
+    A test skipped on the baseline proves nothing: skipped→passing is in no list,
+    skipped→failing is ``still_failing``, and so is a module that fails to collect in
+    both runs (by its module id). An invalid candidate run fixes nothing: its
+    would-be ``fail_to_pass`` tests are ``still_failing``. Ids are paired first (see
+    :func:`pair_unstable`), so an unstable parametrize id is one test, not two.
+    """
+    candidate = pair_unstable(baseline, candidate)
+    out: dict[str, list[str]] = {k: [] for k in Comparison.model_fields if k != "flaky"}
+    for test_id in sorted(set(baseline.tests) | set(candidate.tests)):
+        before, after = _state(baseline, test_id), _state(candidate, test_id)
+        if test_id not in baseline.tests:
+            out["added"].append(test_id)
+        if test_id not in candidate.tests:
+            out["removed"].append(test_id)
+            after = "failing" if before != "absent" else after
+        key = _transition(before, after)
+        if key:
+            out[key].append(test_id)
+        if key in _CHANGES:
+            out["changed"].append(test_id)
+    out["new_collection_errors"] = sorted(
+        {c.id for c in candidate.collection_errors} - {c.id for c in baseline.collection_errors}
+    )
+    # A module that fails to collect in both trees is a pre-existing failure: name it,
+    # or its tests vanish from the verdict (ran in neither tree, listed nowhere).
+    kept = {c.id for c in baseline.collection_errors} & {c.id for c in candidate.collection_errors}
+    out["still_failing"] = sorted({*out["still_failing"], *kept})
+    if not candidate.valid:
+        # An untrustworthy run (forged report, killed, timed out) proves no test passes:
+        # what it claims as fixed stays failing.
+        fixed = set(out["fail_to_pass"])
+        out["still_failing"] = sorted({*out["still_failing"], *fixed})
+        out["changed"] = [t for t in out["changed"] if t not in fixed]
+        out["fail_to_pass"] = []
+    return Comparison(**out)
+
+
+_CHANGES = ("fail_to_pass", "pass_to_fail", "fail_to_skip")
+
+
+def _transition(before: str, after: str) -> str | None:
+    if before == "passing":
+        return "pass_to_pass" if after == "passing" else "pass_to_fail"
+    if before == "skipped":
+        return "still_failing" if after == "failing" else None
+    if before == "absent":
+        return "still_failing" if after == "failing" else None
+    if after == "passing":
+        return "fail_to_pass"
+    if after == "skipped":
+        return "fail_to_skip"
+    return "still_failing"
+
+
+def rerun_selection(comparison: Comparison) -> list[str]:
+    """What to re-run: a regression's whole module (its order and neighbours), a fix's id.
+
+    A test broken by state another test leaves behind passes when run alone; in its
+    module, in the suite's order, it fails again.
+    """
+    modules = {t.split("::", 1)[0] for t in comparison.changed if t not in comparison.fail_to_pass}
+    ids = [t for t in comparison.changed if t.split("::", 1)[0] not in modules]
+    return sorted(modules | set(ids))
+
+
+def apply_reruns(
+    comparison: Comparison,
+    baseline_reruns: Sequence[SuiteRun],
+    candidate_reruns: Sequence[SuiteRun],
+    baseline: SuiteRun | None = None,
+    candidate: SuiteRun | None = None,
+) -> Comparison:
+    """Move changed tests whose outcome flips under the same conditions into ``flaky``.
+
+    A baseline re-run that disagrees with the first run on whether a changed test passed
+    makes it flaky. On the candidate, a regression that passes in every re-run (of its
+    whole module, see ``rerun_selection``) failed only in the suite's context: it stays a
+    regression, ``order_dependent``; any other disagreement makes the test flaky.
+    A re-run that cannot find a test (by id, or by function and position when
+    ``baseline`` and ``candidate`` give the first runs' positions) says nothing about it:
+    a test no re-run found is listed in ``not_rerun`` and kept as first seen.
+    """
+    flaky = set(comparison.flaky)
+    not_rerun = set(comparison.not_rerun)
+    order_dependent: set[str] = set()
+    positions = {
+        **(candidate.positions if candidate else {}),
+        **(baseline.positions if baseline else {}),
+    }
+    for test_id in comparison.changed:
+        passed_before = test_id in comparison.pass_to_fail
+        passed_after = test_id in comparison.fail_to_pass
+        key = positions.get(test_id)
+
+        def seen(
+            runs: Sequence[SuiteRun], test_id: str = test_id, key: str | None = key
+        ) -> list[bool]:
+            # An invalid re-run (crashed, timed out, its record broken) shows no pass: as
+            # before, it flips a test that passed. A valid one without the id says nothing.
+            states = [
+                _state(r, resolve_id(r, test_id, key)) if r.valid else "failing" for r in runs
+            ]
+            return [s == "passing" for s in states if s != "absent"]
+
+        before, after = seen(baseline_reruns), seen(candidate_reruns)
+        if not before and not after:
+            if baseline_reruns or candidate_reruns:
+                not_rerun.add(test_id)
+            continue
+        if any(state != passed_before for state in before):
+            flaky.add(test_id)
+        elif passed_before and after and all(after):
+            order_dependent.add(test_id)
+        elif any(state != passed_after for state in after):
+            flaky.add(test_id)
+    data = comparison.model_dump()
+    for name in _CHANGES:
+        data[name] = [t for t in data[name] if t not in flaky]
+    data["flaky"] = sorted(flaky)
+    data["not_rerun"] = sorted(not_rerun - flaky)
+    data["order_dependent"] = sorted(order_dependent)
+    return Comparison(**data)
+
+
+def resolve_id(run: SuiteRun, test_id: str, key: str | None) -> str:
+    """``test_id`` as ``run`` named it: itself, or the id at the same function and position."""
+    if test_id in run.tests or key is None:
+        return test_id
+    for other, other_key in run.positions.items():
+        if other_key == key and other in run.tests:
+            return other
+    return test_id
+
+
+def pair_unstable(baseline: SuiteRun, candidate: SuiteRun) -> SuiteRun:
+    """``candidate`` with ids that differ only in an unstable parametrize part renamed.
+
+    A parametrize id built from ``datetime.now()`` or an object's address differs between
+    runs; a candidate id missing from the baseline takes the baseline's id at the same
+    function and position when that id is itself missing from the candidate.
+    """
+    by_key = {k: t for t, k in baseline.positions.items() if t not in candidate.tests}
+    renames = {}
+    for test_id in candidate.tests:
+        key = candidate.positions.get(test_id)
+        if test_id in baseline.tests or key is None or key not in by_key:
+            continue
+        renames[test_id] = by_key[key]
+    if not renames:
+        return candidate
+    tests = {
+        renames.get(t, t): r.model_copy(update={"id": renames.get(t, t)})
+        for t, r in candidate.tests.items()
+    }
+    positions = {renames.get(t, t): k for t, k in candidate.positions.items()}
+    return candidate.model_copy(update={"tests": tests, "positions": positions})
+
+
+def test_summary(
+    baseline: SuiteRun | None, candidate: SuiteRun | None, comparison: Comparison | None
+) -> TestSummary:
+    """The verdict's ``tests`` section from the graded runs and the (re-run) comparison."""
+    comp = comparison or Comparison()
+    return TestSummary(
+        baseline=baseline.counts if baseline else RunCounts(),
+        candidate=candidate.counts if candidate else RunCounts(),
+        fail_to_pass=comp.fail_to_pass,
+        pass_to_fail=comp.pass_to_fail,
+        # failing→skipped is neither fixed nor broken: it stays with the unfixed tests
+        still_failing=sorted({*comp.still_failing, *comp.fail_to_skip}),
+        flaky=comp.flaky,
+        not_rerun=comp.not_rerun,
+        added=comp.added,
+        removed=comp.removed,
+        pass_to_pass=len(comp.pass_to_pass),
+    )
+
+
+test_summary.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

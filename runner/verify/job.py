@@ -1,0 +1,73 @@
+"""One job's working state, private to the pipeline, and its timed phases."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from runner.core.policy import Policy
+from runner.environments.builds import EnvImage
+from runner.environments.images import BaseImage
+from runner.models import (
+    Evidence,
+    FixJob,
+    PhaseLog,
+)
+
+_T = TypeVar("_T")
+
+Progress = Callable[[str, str], None]
+
+
+@dataclass
+class Job:
+    """One job's working state, private to :func:`verify`."""
+
+    job: FixJob
+    job_id: str
+    folder: Path
+    policy: Policy
+    progress: Progress
+    timings: dict[str, float] = field(default_factory=dict)
+    logs: list[PhaseLog] = field(default_factory=list)
+    evidence: Evidence = field(default_factory=Evidence)
+    env: EnvImage | None = None
+    mirror: Path | None = None
+    base: BaseImage | None = None
+    baseline_cached: bool = False
+    repro_problems: dict[str, str] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def phase(self, name: str, message: str = "") -> Iterator[None]:
+        self.progress(name, message or name)
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0) + time.monotonic() - started, 3)
+
+
+def new_job_id() -> str:
+    """A sortable, unique job id."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def timed(state: Job, name: str, work: Callable[[], _T]) -> _T:
+    with state.phase(name, _PHASE_MESSAGES.get(name, name)):
+        return work()
+
+
+_PHASE_MESSAGES = {
+    "baseline": "running the tests without the fix",
+    "candidate": "running the tests with the fix",
+    "lint": "running flake8 on the changed files",
+    "reruns-early": "re-running the baseline's failing tests with the fix, beside the suite",
+    "repro-baseline": "running the repro command(s) without the fix",
+    "repro-candidate": "running the repro command(s) with the fix",
+}

@@ -1,0 +1,146 @@
+"""Re-runs of changed tests: early beside the suite, or after the comparison; cached."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import structlog
+
+from runner.core.suite import apply_reruns, rerun_selection
+from runner.errors import (
+    SandboxError,
+)
+from runner.models import (
+    Comparison,
+    SuiteRun,
+)
+from runner.verify.caches import (
+    load_reruns,
+    rerun_key,
+    store_reruns,
+)
+from runner.verify.job import Job
+from runner.verify.runs import (
+    rerun,
+)
+from runner.verify.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+log = structlog.get_logger(__name__)
+
+
+EARLY_PHASE = "candidate-rerun-early"
+EARLY_RERUN_MAX = 20
+
+
+def early_result(future: Future[list[SuiteRun]] | None) -> list[SuiteRun] | None:
+    """The early re-runs, or None: a sandbox failure there only means re-running later."""
+    if future is None:
+        return None
+    try:
+        return future.result()
+    except SandboxError as exc:
+        log.warning("reruns.early_failed", error=str(exc))
+        return None
+
+
+def early_rerun_ids(state: Job, cached: SuiteRun | None) -> list[str]:
+    """Tests whose candidate re-runs can start beside the main run: the likely fixes.
+
+    With a cached baseline its failing tests are known before the candidate runs, and a
+    fix's changed tests are among them (plus any the job names as fail-to-pass). Their
+    re-runs then overlap the suite instead of following it; when the changed tests turn
+    out to be others, the re-runs after the comparison run as before.
+    """
+    if state.policy.reruns <= 0 or (cached is None and not state.job.fail_to_pass):
+        return []
+    ids = set(state.job.fail_to_pass)
+    if cached is not None and cached.valid:
+        ids |= {t for t, r in cached.tests.items() if r.outcome in ("failed", "error")}
+    # A long list is a broken baseline, not a fix: re-running it all early would waste cores.
+    return sorted(ids) if 0 < len(ids) <= EARLY_RERUN_MAX else []
+
+
+def run_reruns(
+    state: Job,
+    runtime: Runtime,
+    key: str,
+    trees: tuple[Path, Path],
+    command: list[str],
+    comparison: Comparison,
+    early: tuple[list[str], list[SuiteRun]] | None,
+    cancel: threading.Event | None,
+    runs: tuple[SuiteRun, SuiteRun],
+) -> Comparison:
+    """Re-run the changed tests (a regression's whole module) in both trees; reuse cached runs.
+
+    Re-runs are pinned to the baseline's rootdir and config, and select a test whose id
+    differed between the two trees (an unstable parametrize id) by its function.
+    """
+    baseline, candidate = runs
+    # a regression re-runs in its whole module: the conditions it failed under
+    changed = selection(rerun_selection(comparison), baseline, candidate)
+    reruns_key = rerun_key(key, state.policy.reruns, changed)
+    baseline_runs = load_reruns(runtime, reruns_key)
+    candidate_runs = early[1] if early is not None and _covers(*early, changed) else None
+    if baseline_runs is not None:
+        state.progress("reruns", "baseline re-runs reused from the cache")
+    if baseline_runs is None or candidate_runs is None:
+        message = f"re-running {len(changed)} changed test(s)"
+        baseline_dir, candidate_dir = trees
+        with state.phase("reruns", message), ThreadPoolExecutor(max_workers=2) as pool:
+            b = None
+            if baseline_runs is None:
+                b = pool.submit(
+                    rerun,
+                    state,
+                    runtime,
+                    baseline_dir,
+                    "baseline-rerun",
+                    command,
+                    changed,
+                    cancel,
+                    baseline,
+                )
+            c = None
+            if candidate_runs is None:
+                c = pool.submit(
+                    rerun,
+                    state,
+                    runtime,
+                    candidate_dir,
+                    "candidate-rerun",
+                    command,
+                    changed,
+                    cancel,
+                    baseline,
+                )
+            if b is not None:
+                baseline_runs = b.result()
+                if all(r.valid for r in baseline_runs):
+                    store_reruns(runtime, reruns_key, baseline_runs)
+            if c is not None:
+                candidate_runs = c.result()
+    assert baseline_runs is not None and candidate_runs is not None
+    return apply_reruns(comparison, baseline_runs, candidate_runs, baseline, candidate)
+
+
+def selection(changed: list[str], baseline: SuiteRun, candidate: SuiteRun) -> list[str]:
+    """What to name on the re-runs' command line: each id, or its function when unstable."""
+    out: dict[str, None] = {}
+    for test_id in changed:
+        key = baseline.positions.get(test_id) or candidate.positions.get(test_id)
+        stable = test_id in baseline.tests and test_id in candidate.tests
+        if key is None or stable or "[" not in test_id:
+            out[test_id] = None
+        else:
+            out[key.rpartition("#")[0]] = None
+    return list(out)
+
+
+def _covers(ids: list[str], runs: list[SuiteRun], changed: list[str]) -> bool:
+    """True when early re-runs ran every changed test, each time with a result."""
+    return set(changed) <= set(ids) and all(t in r.tests for r in runs for t in changed)

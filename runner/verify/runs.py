@@ -1,0 +1,181 @@
+"""Sandboxed pytest runs: the suite in one tree, and re-runs of chosen tests."""
+
+from __future__ import annotations
+
+import shlex
+import threading
+from pathlib import Path
+
+from runner.common.files import read_regular
+from runner.config import Settings
+from runner.core.harnessresults import grade_harness
+from runner.core.suite import PYTEST_JUNIT_ARGS
+from runner.models import (
+    Mount,
+    RunResult,
+    RunSpec,
+    SuiteRun,
+)
+from runner.verify.harness import HARNESS_SOURCE, MOUNT, PLUGIN
+from runner.verify.job import Job
+from runner.verify.jobfolder import (
+    harness_dir,
+    keep_log,
+    read_harness,
+    read_junit,
+    results_dir,
+)
+from runner.verify.runtime import Runtime
+
+WORK = "/work"
+RESULTS = "/results"
+HARNESS = "/fixrunner"
+# pytest as both trees run it: outcomes from the runner's own plugin (loaded before any
+# project code), JUnit for users beside it, no random order, plain output.
+PYTEST_ARGS = [
+    "-p",
+    PLUGIN,
+    *PYTEST_JUNIT_ARGS,
+    "-p",
+    "no:randomly",
+    "--color=no",
+    "-q",
+    "-rfE",
+    "--tb=short",
+]
+# The plugin's folder is on PYTHONPATH (before site-packages); the tree is not on sys.path
+# through the working directory (``python -P``), so neither pytest nor the plugin can be
+# shadowed. -P, not PYTHONSAFEPATH: the suite's own subprocesses (a script run beside its
+# modules) keep their usual sys.path.
+HARNESS_ENV = {
+    "PYTHONPATH": MOUNT,
+    "FIXRUNNER_HARNESS_DIR": HARNESS,
+    "FIXRUNNER_WORK": WORK,
+}
+
+
+def test_command(settings: Settings, repo: str) -> list[str]:
+    """The command that starts pytest: a repository's override, or ``python -P -m pytest``."""
+    override = settings.repos.get(repo)
+    command = list(override.test_command) if override and override.test_command else []
+    command = command or ["python", "-m", "pytest"]
+    if Path(command[0]).name.startswith("python") and "-P" not in command:
+        command.insert(1, "-P")
+    return command
+
+
+test_command.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def run_pytest(
+    state: Job,
+    runtime: Runtime,
+    tree: Path,
+    phase: str,
+    command: list[str],
+    cancel: threading.Event | None,
+    extra: list[str] | None = None,
+) -> SuiteRun:
+    """Run the suite in ``tree`` and grade it from the plugin's stream."""
+    results = results_dir(state, phase, runtime)
+    harness, (key,) = harness_dir(state, phase, runtime, 1)
+    argv = [*command, *PYTEST_ARGS, f"--junitxml={RESULTS}/junit.xml", *(extra or [])]
+    result = sandboxed(state, runtime, tree, (results, harness), argv, phase, "test", cancel)
+    # JUnit stays an output for users; the verdict rests on the plugin's stream.
+    read_junit(results / "junit.xml", state.folder / "junit" / f"{phase}.xml")
+    report = read_harness(harness, 0, key, state.folder / "harness" / f"{phase}.jsonl")
+    return grade_harness(
+        report, result.exit_code, timed_out=result.timed_out, oom_killed=result.oom_killed
+    )
+
+
+def rerun(
+    state: Job,
+    runtime: Runtime,
+    tree: Path,
+    phase: str,
+    command: list[str],
+    test_ids: list[str],
+    cancel: threading.Event | None,
+    pin: SuiteRun | None = None,
+) -> list[SuiteRun]:
+    """Re-run ``test_ids`` in ``tree``, pinned to the rootdir and config ``pin`` ran with."""
+    # All re-runs of one tree go in one container: one start, N pytest runs.
+    results = results_dir(state, phase, runtime)
+    reruns = state.policy.reruns
+    harness, keys = harness_dir(state, phase, runtime, reruns)
+    pinned = _pinned(pin)
+    runs = []
+    for i in range(reruns):
+        argv = [*command, *PYTEST_ARGS, *pinned, f"--junitxml={RESULTS}/junit-{i}.xml", *test_ids]
+        runs.append(f"FIXRUNNER_RUN={i} {shlex.join(argv)} ; echo $? > {RESULTS}/exit-{i}")
+    script = " ; ".join(runs)
+    result = sandboxed(
+        state, runtime, tree, (results, harness), ["sh", "-c", script], phase, "test", cancel
+    )
+    graded = []
+    for i, key in enumerate(keys):
+        report = read_harness(harness, i, key, state.folder / "harness" / f"{phase}-{i}.jsonl")
+        graded.append(
+            grade_harness(report, _exit_code(results / f"exit-{i}"), timed_out=result.timed_out)
+        )
+    return graded
+
+
+def _pinned(pin: SuiteRun | None) -> list[str]:
+    # Node ids are relative to the rootdir: a re-run that names tests/x.py::t would find
+    # tests/pytest.ini and root itself there. Pin both to what the suite run used.
+    if pin is None or not pin.rootdir:
+        return []
+    return [f"--rootdir={pin.rootdir}", "-c", pin.inifile or "/dev/null"]
+
+
+def _exit_code(path: Path) -> int | None:
+    data = read_regular(path, 64)
+    try:
+        return int(data.decode().strip()) if data is not None else None
+    except ValueError:
+        return None
+
+
+def sandboxed(
+    state: Job,
+    runtime: Runtime,
+    tree: Path,
+    results: tuple[Path, Path],
+    argv: list[str],
+    phase: str,
+    kind: str,
+    cancel: threading.Event | None,
+) -> RunResult:
+    """Run ``argv`` on ``tree`` with the results and harness folders and the plugin mounted."""
+    assert state.env is not None
+    junit, harness = results
+    spec = RunSpec(
+        image=state.env.id,
+        command=argv,
+        workdir=WORK,
+        mounts=[
+            Mount(source=tree, target=WORK, read_only=False, quota=True),
+            Mount(source=junit, target=RESULTS, read_only=False),
+            Mount(source=harness, target=HARNESS, read_only=False),
+            Mount(source=HARNESS_SOURCE, target=MOUNT, read_only=True),
+            *mirror_mount(state),
+        ],
+        env=HARNESS_ENV,
+        limits=state.policy.limits.for_phase(kind),  # type: ignore[arg-type]
+        job_id=state.job_id,
+        phase=phase,
+    )
+    result = runtime.sandbox.run(spec, cancel)
+    keep_log(state, phase, result)
+    return result
+
+
+def mirror_mount(state: Job) -> list[Mount]:
+    # A checkout borrows the mirror's objects through an alternates file that names the
+    # mirror's host path: mounting it read-only there lets git in the sandbox (a suite
+    # using setuptools-scm or `git describe`) read history, and never write it.
+    if state.mirror is None:
+        return []
+    return [Mount(source=state.mirror, target=str(state.mirror), read_only=True)]
