@@ -365,3 +365,21 @@ def test_fix_refuses_an_unwritable_output_dir_before_any_work(
     err = one_line_error(capsys)
     assert "--output-dir" in err and "exists and is not a folder" in err
     assert not (tmp_path / "state" / "jobs").exists()
+
+
+@pytest.mark.docker
+def test_output_into_a_new_folder_is_written_and_the_end_names_the_job(
+    job, tmp_path, capsys: pytest.CaptureFixture[str], docker_client
+) -> None:
+    import json
+
+    repo, _, state = job
+    not_a_diff = tmp_path / "notes.txt"
+    not_a_diff.write_text("this is not a diff\n")
+    out = tmp_path / "new" / "deeper" / "verdict.json"
+    argv = ["--repo", str(repo), "--patch", str(not_a_diff), "--output", str(out)]
+    assert verify_patch_main([*argv, "--job-id", "job-new-folder"]) == 1  # rejected at intake
+    assert json.loads(out.read_text())["status"] == "rejected"
+    stdout = capsys.readouterr().out
+    assert stdout.startswith("REJECTED")
+    assert f"job job-new-folder: {state / 'jobs' / 'job-new-folder'}" in stdout

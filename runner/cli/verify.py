@@ -169,6 +169,8 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
             lambda cancel: verify(job, runtime, progress, cancel), runtime, job
         )
     if args.output:
+        # its folder may not exist yet: check_writable accepted the nearest existing one
+        args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(render_json(verdict), encoding="utf-8")
     job_folder = runtime.jobs_dir / verdict.job_id
     _write_reports(verdict, job_folder, args.junit, args.sarif)
