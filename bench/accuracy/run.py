@@ -151,6 +151,15 @@ def verify_stage(case: Case, result: dict[str, object], force: bool) -> None:
         print(f"{case.id}: {way} {got.status} ({got.seconds}s)", file=sys.stderr)
 
 
+def drop_reason(log: str) -> str:
+    """Why a bare check found no fail-to-pass test, from pytest's last summary line."""
+    last = log.strip().splitlines()[-1] if log.strip() else ""
+    crashed = any(mark in log for mark in ("Interrupted", "Traceback", '  File "'))
+    if "error" in last or crashed:
+        return f"bare: the run without the fix could not run the tests ({last.strip()[:120]})"
+    return "bare: the test part passes without the source part"
+
+
 def record_bare(cases: list[Case]) -> None:
     """Write each checked case's bare fail-to-pass ids (or why it was dropped) to the corpus."""
     updated = []
@@ -158,7 +167,7 @@ def record_bare(cases: list[Case]) -> None:
         bare_result = load_result(case).get("bare")
         if isinstance(bare_result, dict):
             ids = list(bare_result.get("fail_to_pass", []))
-            dropped = "" if ids else "bare: the test part does not fail without the source part"
+            dropped = "" if ids else drop_reason(str(bare_result.get("log", "")))
             case = case.model_copy(update={"fail_to_pass": ids, "excluded": dropped})
         updated.append(case)
     CORPUS.write_text(dump_corpus(updated, HEADER))
