@@ -26,6 +26,7 @@ import git
 import structlog
 
 from runner.common.files import file_lock
+from runner.common.hostenv import blocked
 from runner.errors import JobInputError, PatchError, WorkspaceError
 
 log = structlog.get_logger(__name__)
@@ -175,6 +176,9 @@ def _git(
     inherited = [k for k in _LOCATION_VARS if k in os.environ and k not in env]
     if inherited:
         raise WorkspaceError(f"unset {', '.join(inherited)} before running the runner")
+    # GitPython merges os.environ under these; blanking the rest keeps secrets out of git
+    # (the ssh agent's socket stays: private repositories over ssh need it).
+    env = {**dict.fromkeys(blocked(keep=("SSH_AUTH_SOCK",)), ""), **env}
 
     # safe.directory is honoured only in protected (global) config, and a local clone's
     # upload-pack child sees none of the command-line config, so each call gets its own
