@@ -18,17 +18,20 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import docker
+import httpx
 import pytest
 from conftest import TEST_INSTANCE, make_settings
+from service_support import Server, make_server
 
 from runner.common.hostenv import host_env
 from runner.config import Settings
+from runner.core.policy import POLICY_MAX_BYTES, load_policy
 from runner.environments import hosttools
 from runner.environments.dependencies import detect, resolve
 from runner.environments.images import BaseImage
 from runner.environments.requirements import MANIFEST_MAX_BYTES
 from runner.environments.wheels import ensure_wheels
-from runner.errors import ResolutionError
+from runner.errors import ConfigError, ResolutionError
 from runner.models import FixJob
 from runner.verify.pipeline import Runtime, verify
 
@@ -308,6 +311,57 @@ def test_job_naming_a_hostile_package_ends_in_error_with_nothing_run_on_the_host
     dumps = git_spy.read_text()
     assert "GIT_DIR" in dumps or "GIT_CONFIG_GLOBAL" in dumps  # the runner's git ran
     assert secret not in dumps
+
+
+# --------------------------------------------------------------------------- policies
+
+
+def test_a_policy_is_never_read_through_a_link_a_fifo_or_past_its_cap(tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text('name = "x"\nsecret = "host file"\n')
+    (tmp_path / "link.toml").symlink_to(tmp_path / "secret.txt")
+    os.mkfifo(tmp_path / "fifo.toml")
+    (tmp_path / "huge.toml").write_bytes(b"#" * (POLICY_MAX_BYTES + 1))
+    for name, reason in [
+        ("link.toml", "not a regular file"),
+        ("fifo.toml", "not a regular file"),
+        ("huge.toml", "larger than"),
+    ]:
+        with pytest.raises(ConfigError, match=reason) as caught:
+            load_policy(str(tmp_path / name), tmp_path)
+        assert "host file" not in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, base_image: BaseImage) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("svc-hostsafe")
+    srv = make_server(folder, folder / "state", "svc-hostsafe", policies=["default", "strict"])
+    srv.start()
+    yield srv
+    assert srv.stop() == 0, srv.log.read_text()[-3000:]
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(
+    ("policy", "says"),
+    [
+        ("/etc/passwd", "by name"),
+        ("../policies/default", "by name"),
+        ("/dev/zero", "by name"),
+        ("default.toml", "by name"),
+        ("lenient", "not offered by this service"),
+    ],
+)
+def test_the_service_takes_policies_by_name_from_its_allowlist_only(
+    service: Server, tmp_path: Path, policy: str, says: str
+) -> None:
+    headers = {"Authorization": f"Bearer {service.token}"}
+    body = {"repo": str(tmp_path), "patch": PATCH, "policy": policy}
+    response = httpx.post(f"{service.url}/v1/jobs", json=body, headers=headers, timeout=30)
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "policy"]
+    assert says in error["msg"]
+    assert "root:" not in response.text
 
 
 # --------------------------------------------------------------------------- host-side reads

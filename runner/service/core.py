@@ -43,7 +43,7 @@ from runner.service.models import (
     Readiness,
 )
 from runner.service.store import JobRecord, JobStore, Outcome, SqliteStore, Submission
-from runner.verify.pipeline import Runtime, new_job_id
+from runner.verify.pipeline import POLICIES_DIR, Runtime, new_job_id
 from runner.workspace.repository import validate_repo_url
 
 log = structlog.get_logger(__name__)
@@ -142,6 +142,14 @@ def repo_refusal(url: str, service: ServiceSettings) -> str | None:
     if not service.repo_allowlist:
         return "no remote repository is allowed: [service] repo_allowlist is empty"
     return f"repository host {host!r} is not in [service] repo_allowlist"
+
+
+def policy_refusal(name: str, service: ServiceSettings) -> str | None:
+    """Why the service refuses this policy name, or None: [service] policies, else the bundled."""
+    allowed = service.policies or sorted(p.stem for p in POLICIES_DIR.glob("*.toml"))
+    if name in allowed:
+        return None
+    return f"policy {name!r} is not offered by this service (choose one of: {', '.join(allowed)})"
 
 
 def request_hash(submission: Submission) -> str:
@@ -281,6 +289,8 @@ class Service:
         """Queue a job (or return the one with this idempotency key); raise a refusal."""
         if not self.accepting:
             raise NotAccepting("the service is shutting down")
+        if reason := policy_refusal(submission.policy, self.settings.service):
+            raise NotAllowed(reason, "policy")
         texts = {"patch": submission.patch, "test_patch": submission.test_patch}
         return self._admit(token, idem_key, submission, texts, new_job_id)
 

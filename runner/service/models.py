@@ -5,6 +5,7 @@ Every body is a pydantic model with ``extra="forbid"``; none of this imports Fas
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Literal
 
@@ -17,6 +18,8 @@ from runner.models import FixJob, Model, Verdict, one_line, revision
 JobStatus = Literal["queued", "running", "done", "cancelled"]
 # What a row of the store is: a verify job (/v1/jobs) or a fix job (/v1/fixes).
 JobKind = Literal["verify", "fix"]
+# What a policy name may look like: a bundled or configured policy, never a path.
+POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 JOB_STATUSES: tuple[JobStatus, ...] = ("queued", "running", "done", "cancelled")
 FINISHED: frozenset[str] = frozenset({"done", "cancelled"})
 
@@ -41,6 +44,14 @@ class JobSubmission(FixJob):
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return _callback_url(value)
+
+    @field_validator("policy")
+    @classmethod
+    def _policy_name(cls, value: str) -> str:
+        # A path would make the service open a file of the server's choosing for the caller.
+        if not POLICY_NAME.fullmatch(value):
+            raise ValueError("the service takes a policy by name (e.g. 'default'), not a path")
+        return value
 
     def fix_job(self, job_id: str) -> FixJob:
         """The FixJob the pipeline runs, under the service's own job id."""
