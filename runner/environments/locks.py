@@ -47,6 +47,9 @@ def _uv_lock(root: Path, pyproject: dict[str, Any]) -> InstallPlan:
         uv_binary(),
         "export",
         "--frozen",
+        # Reading a lock needs neither: say so, so a uv that wanted to would fail instead.
+        "--offline",
+        "--no-build",
         "--no-hashes",
         "--no-emit-project",
         "--no-header",
