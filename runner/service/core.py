@@ -34,6 +34,7 @@ from runner.service.jobs import CANCELLED, Executor, ThreadPool, run_fix_job, ru
 from runner.service.metrics import ServiceMetrics
 from runner.service.models import (
     FINISHED,
+    POLICY_NAME,
     FixSubmission,
     FixView,
     JobKind,
@@ -146,6 +147,10 @@ def repo_refusal(url: str, service: ServiceSettings) -> str | None:
 
 def policy_refusal(name: str, service: ServiceSettings) -> str | None:
     """Why the service refuses this policy name, or None: [service] policies, else the bundled."""
+    # Checked at submission, not in the model: rows stored before this rule still load.
+    if not POLICY_NAME.fullmatch(name):
+        # A path would make the service open a file of the caller's choosing.
+        return "the service takes a policy by name (e.g. 'default'), not a path"
     allowed = service.policies or sorted(p.stem for p in POLICIES_DIR.glob("*.toml"))
     if name in allowed:
         return None

@@ -45,14 +45,6 @@ class JobSubmission(FixJob):
     def _http_url(cls, value: str | None) -> str | None:
         return _callback_url(value)
 
-    @field_validator("policy")
-    @classmethod
-    def _policy_name(cls, value: str) -> str:
-        # A path would make the service open a file of the server's choosing for the caller.
-        if not POLICY_NAME.fullmatch(value):
-            raise ValueError("the service takes a policy by name (e.g. 'default'), not a path")
-        return value
-
     def fix_job(self, job_id: str) -> FixJob:
         """The FixJob the pipeline runs, under the service's own job id."""
         data = self.model_dump(exclude={"callback_url"})
