@@ -422,3 +422,23 @@ def test_a_job_whose_pyproject_links_to_a_host_file_never_shows_its_content(
     folder = settings.paths.root / "jobs" / verdict.job_id
     written = "".join(p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file())
     assert "host-secret-content" not in verdict.model_dump_json() + written
+
+
+def test_the_lint_config_probe_reads_only_the_tree_and_only_its_cap(tmp_path: Path) -> None:
+    # The candidate's tree is writable by the candidate's run, which runs beside lint.
+    from runner.verify.pipeline import LINT_CONFIG_MAX_BYTES, _has_flake8_config
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    host = tmp_path / "host.cfg"
+    host.write_text("[flake8]\n")
+    os.mkfifo(tree / "setup.cfg")
+    (tree / "tox.ini").symlink_to(host)
+    assert not _has_flake8_config(tree)
+    (tree / "tox.ini").unlink()
+    with (tree / "tox.ini").open("wb") as handle:
+        handle.seek(LINT_CONFIG_MAX_BYTES + 10)
+        handle.write(b"[flake8]\n")
+    assert not _has_flake8_config(tree)
+    (tree / "tox.ini").write_text("[flake8]\nmax-line-length = 100\n")
+    assert _has_flake8_config(tree)

@@ -28,7 +28,7 @@ import structlog
 from pydantic import TypeAdapter
 
 from runner import __version__
-from runner.common.files import read_regular
+from runner.common.files import read_inside, read_regular
 from runner.common.logs import bind_job, unbind_job
 from runner.config import Settings
 from runner.core.patch import parse_patch, patch_stats, split_test_part
@@ -96,6 +96,8 @@ from runner.workspace.repository import (
 log = structlog.get_logger(__name__)
 
 POLICIES_DIR = Path(__file__).resolve().parents[2] / "policies"
+# setup.cfg or tox.ini read for a [flake8] section; a real one is a few KiB.
+LINT_CONFIG_MAX_BYTES = 2**20
 JUNIT_MAX_BYTES = 50 * 2**20
 LOG_HEAD = 4000
 LOG_TAIL = 8000
@@ -762,8 +764,10 @@ def _has_flake8_config(tree: Path) -> bool:
     if (tree / ".flake8").is_file():
         return True
     for name in ("setup.cfg", "tox.ini"):
-        path = tree / name
-        if path.is_file() and "[flake8]" in path.read_text(encoding="utf-8", errors="replace"):
+        # The candidate's tree: the candidate may have made these a FIFO or a link to
+        # /dev/zero, so never through a link out of it, never a device, capped.
+        data = read_inside(tree, tree / name, LINT_CONFIG_MAX_BYTES)
+        if data is not None and b"[flake8]" in data:
             return True
     return False
 
