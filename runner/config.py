@@ -7,11 +7,12 @@ typo in the config never silently falls back to a default.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from runner.errors import ConfigError
 from runner.models import Limits, Model
@@ -164,6 +165,20 @@ class ServiceSettings(Model):
     allow_local_repos: bool = Field(
         default=False, description="Accept local paths and file:// URLs (off for a service)."
     )
+    policies: list[str] = Field(
+        default_factory=list,
+        description="Policy names jobs may ask for; empty: the bundled policies/*.toml names. "
+        "Never a path.",
+    )
+
+    @field_validator("policies")
+    @classmethod
+    def _policy_names(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name)]
+        if bad:
+            raise ValueError(f"policy names only, never paths: {', '.join(map(repr, bad))}")
+        return value
+
     store_path: Path | None = Field(
         default=None, description="SQLite job store; default <state_dir>/service.db."
     )

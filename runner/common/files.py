@@ -36,3 +36,17 @@ def read_regular(path: Path, max_bytes: int) -> bytes | None:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             return None
         return handle.read(max_bytes + 1)
+
+
+def read_inside(root: Path, path: Path, max_bytes: int) -> bytes | None:
+    """Like read_regular, for a file of a tree the host reads (a checkout, a policy folder).
+
+    A link is followed only while it stays under ``root``: one that leaves it, a FIFO,
+    a device or a missing file reads as None, so a host file's content never comes back.
+    """
+    try:
+        real = path.resolve()
+        inside = real.is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # RuntimeError: a link loop
+        return None
+    return read_regular(real, max_bytes) if inside else None

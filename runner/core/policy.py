@@ -6,12 +6,14 @@ this module names every rule as a Check and picks verified, rejected or error.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 
+from runner.common.files import read_regular
 from runner.core.errormatch import repo_relative
 from runner.core.harness import harness_check
 from runner.core.paths import DEFAULT_TEST_GLOBS, glob_match, is_test_path
@@ -42,6 +44,8 @@ __all__ = [
     "load_policy",
 ]
 
+# A policy is a few dozen lines; anything larger is not one.
+POLICY_MAX_BYTES = 256 * 1024
 CHECK_NAMES = (
     "applies",
     "reproduced",
@@ -156,12 +160,18 @@ def load_policy(name_or_path: str, policies_dir: Path) -> Policy:
         path = policies_dir / f"{name_or_path}.toml"
     else:
         raise ConfigError(f"{name_or_path!r} is neither a policy name nor a .toml file")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
+    if not os.path.lexists(path):
         known = sorted(p.stem for p in policies_dir.glob("*.toml")) if policies_dir.is_dir() else []
-        raise ConfigError(f"no policy {name_or_path!r} (known: {', '.join(known)})") from exc
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"no policy {name_or_path!r} (known: {', '.join(known)})")
+    # Never through a link, never a FIFO or device, never more than the cap.
+    raw = read_regular(path, POLICY_MAX_BYTES)
+    if raw is None:
+        raise ConfigError(f"{path}: not a regular file (a policy is never read through a link)")
+    if len(raw) > POLICY_MAX_BYTES:
+        raise ConfigError(f"{path}: larger than {POLICY_MAX_BYTES // 1024} KiB, not a policy")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     data.setdefault("name", path.stem)
     try:

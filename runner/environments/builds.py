@@ -28,10 +28,12 @@ from packaging.version import InvalidVersion, Version
 from pydantic import Field
 
 from runner import __version__
-from runner.common.files import file_lock
+from runner.common.files import file_lock, read_inside
+from runner.common.hostenv import host_env
 from runner.config import Settings
 from runner.environments.dependencies import ResolvedEnvironment, detect, resolve, uv_binary
 from runner.environments.images import BaseImage, base_python
+from runner.environments.requirements import MANIFEST_MAX_BYTES
 from runner.environments.wheels import INSTALL_LIST, ensure_wheels
 from runner.errors import ImageBuildError
 from runner.models import EnvironmentInfo, Model
@@ -145,6 +147,7 @@ def commit_date(checkout: Path, rev: str = "HEAD") -> datetime:
             capture_output=True,
             text=True,
             timeout=30,
+            env=host_env(),
             check=True,
         )
         return datetime.fromisoformat(proc.stdout.strip())
@@ -158,7 +161,7 @@ def env_hash(base: BaseImage, env: ResolvedEnvironment, checkout: Path) -> str:
     # An editable install records the project's own metadata (name, entry points),
     # so the files that declare it are part of the image's content.
     project = (
-        {name: _file_digest(checkout / name) for name in PROJECT_FILES}
+        {name: _file_digest(checkout, checkout / name) for name in PROJECT_FILES}
         if mode == "editable"
         else {}
     )
@@ -504,6 +507,7 @@ def _scm_version(checkout: Path) -> str:
             capture_output=True,
             text=True,
             timeout=30,
+            env=host_env(),
             check=False,
         )
         return str(Version(proc.stdout.strip().lstrip("v")))
@@ -527,5 +531,7 @@ def _git(checkout: Path) -> list[str]:
     return ["git", "-c", f"safe.directory={checkout}", "-C", str(checkout)]
 
 
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+def _file_digest(root: Path, path: Path) -> str:
+    # Capped and never through a link out of the checkout: a hash needs no host file.
+    data = read_inside(root, path, MANIFEST_MAX_BYTES)
+    return hashlib.sha256(data).hexdigest() if data is not None else ""

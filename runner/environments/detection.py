@@ -25,6 +25,8 @@ from runner.environments.requirements import (
     parse_requirement,
     parse_requirement_file,
     parse_requirement_lines,
+    present,
+    read_manifest,
     read_toml,
 )
 from runner.errors import ResolutionError
@@ -33,7 +35,7 @@ from runner.errors import ResolutionError
 def detect(checkout: Path, settings: Settings, repo_key: str = "") -> InstallPlan:
     """Read the checkout's dependency declarations into an InstallPlan (issue 10's order)."""
     root = checkout.resolve()
-    pyproject = read_toml(root / "pyproject.toml")
+    pyproject = read_toml(root, root / "pyproject.toml")
     plan = (
         _from_override(root, settings, repo_key)
         or from_lock(root, pyproject)
@@ -128,8 +130,8 @@ def _from_pinned_files(root: Path) -> InstallPlan | None:
             parsed = parse_requirement_file(path, root, set())
             return _pinned_plan(parsed, path.relative_to(root).as_posix())
     tox = root / "tox.ini"
-    if tox.is_file():
-        lines = _tox_deps(tox)
+    if present(tox):
+        lines = _tox_deps(root, tox)
         if lines:
             parsed = parse_requirement_lines(lines, root, root, set())
             return _pinned_plan(parsed, "tox.ini", extra_files=("tox.ini",))
@@ -159,10 +161,10 @@ def _pinned_plan(
     )
 
 
-def _tox_deps(tox: Path) -> list[str]:
+def _tox_deps(root: Path, tox: Path) -> list[str]:
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     try:
-        parser.read_string(tox.read_text(encoding="utf-8", errors="replace"))
+        parser.read_string(read_manifest(root, tox) or "")
     except configparser.Error:
         return []
     if not parser.has_option("testenv", "deps"):
@@ -192,7 +194,7 @@ def _from_declarations(root: Path, pyproject: dict[str, Any]) -> InstallPlan:
             files.append("pyproject.toml")
     parsed = ParsedRequirements()
     plain = root / "requirements.txt"
-    if plain.is_file():
+    if present(plain):
         parsed = parse_requirement_file(plain, root, set())
     return InstallPlan(
         kind="declared",

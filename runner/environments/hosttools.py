@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+from runner.common.hostenv import host_env
 from runner.environments.requirements import trim
 from runner.errors import ResolutionError
 
@@ -35,10 +35,12 @@ def host_index_args() -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def pip_config() -> dict[str, str]:
+    """The host's effective pip settings (files and PIP_* variables), by key."""
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "pip", "config", "list"],
             capture_output=True,
+            env=host_env(),
             text=True,
             timeout=60,
             check=False,
@@ -69,11 +71,11 @@ def uv_binary() -> str:
 
 
 def run_uv(argv: list[str], cwd: Path, what: str) -> str:
+    """Run uv with the host's allow-listed environment; its stdout, or a ResolutionError."""
     # uv's own variables (UV_EXCLUDE_NEWER, UV_INDEX_URL…) would change the answer
-    # behind the runner's back; its cache location is harmless.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or k == "UV_CACHE_DIR"}
-    env["UV_NO_PROGRESS"] = "1"
-    cert = os.environ.get("PIP_CERT") or pip_config().get("cert")
+    # behind the runner's back: the allowlist keeps only its cache location.
+    env = host_env({"UV_NO_PROGRESS": "1"})
+    cert = env.get("PIP_CERT") or pip_config().get("cert")
     if cert and "SSL_CERT_FILE" not in env:
         env["SSL_CERT_FILE"] = cert
     try:

@@ -20,6 +20,7 @@ import structlog
 from pydantic import Field
 
 from runner import __version__
+from runner.common.hostenv import host_env
 from runner.config import ImageSettings, Settings
 from runner.errors import ImageBuildError
 from runner.models import Model
@@ -162,6 +163,7 @@ def _build_offline(client: docker.DockerClient, settings: ImageSettings) -> str:
                 text=True,
                 timeout=1800,
                 check=False,
+                env=host_env(),
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ImageBuildError(f"debootstrap could not run: {exc}") from exc

@@ -16,25 +16,29 @@ from runner.environments.requirements import (
     dedupe,
     marker_ok,
     parse_requirement,
+    present,
     python_ok,
+    read_manifest,
     read_toml,
 )
 from runner.errors import ResolutionError
 
 
 def from_lock(root: Path, pyproject: dict[str, Any]) -> InstallPlan | None:
-    if (root / "uv.lock").is_file():
+    if present(root / "uv.lock"):
         return _uv_lock(root, pyproject)
-    if (root / "poetry.lock").is_file():
+    if present(root / "poetry.lock"):
         return _poetry_lock(root, pyproject)
-    if (root / "pdm.lock").is_file():
+    if present(root / "pdm.lock"):
         return _pdm_lock(root)
-    if (root / "Pipfile.lock").is_file():
+    if present(root / "Pipfile.lock"):
         return _pipfile_lock(root)
     return None
 
 
 def _uv_lock(root: Path, pyproject: dict[str, Any]) -> InstallPlan:
+    # uv reads the lock itself: refuse a link out of the checkout or a FIFO before it does.
+    read_manifest(root, root / "uv.lock")
     groups = set(pyproject.get("dependency-groups", {}))
     if pyproject.get("tool", {}).get("uv", {}).get("dev-dependencies"):
         groups.add("dev")
@@ -43,6 +47,9 @@ def _uv_lock(root: Path, pyproject: dict[str, Any]) -> InstallPlan:
         uv_binary(),
         "export",
         "--frozen",
+        # Reading a lock needs neither: say so, so a uv that wanted to would fail instead.
+        "--offline",
+        "--no-build",
         "--no-hashes",
         "--no-emit-project",
         "--no-header",
@@ -86,7 +93,7 @@ def _uv_is_package(pyproject: dict[str, Any]) -> bool:
 
 
 def _poetry_lock(root: Path, pyproject: dict[str, Any]) -> InstallPlan:
-    lock = read_toml(root / "poetry.lock")
+    lock = read_toml(root, root / "poetry.lock")
     packages: dict[str, list[dict[str, Any]]] = {}
     for pkg in lock.get("package", []):
         packages.setdefault(canonicalize_name(pkg["name"]), []).append(pkg)
@@ -186,7 +193,7 @@ def _pick_locked(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _pdm_lock(root: Path) -> InstallPlan:
-    lock = read_toml(root / "pdm.lock")
+    lock = read_toml(root, root / "pdm.lock")
     wanted = {"default", *TEST_GROUPS}
     requirements, notes = [], []
     for pkg in lock.get("package", []):
@@ -209,8 +216,8 @@ def _pdm_lock(root: Path) -> InstallPlan:
 
 def _pipfile_lock(root: Path) -> InstallPlan:
     try:
-        lock = json.loads((root / "Pipfile.lock").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        lock = json.loads(read_manifest(root, root / "Pipfile.lock") or "{}")
+    except ValueError as exc:
         raise ResolutionError(f"Pipfile.lock is not readable JSON: {exc}") from exc
     requirements, notes, install_project = [], [], False
     for section in ("default", "develop"):

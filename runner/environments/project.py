@@ -11,7 +11,14 @@ from packaging.utils import canonicalize_name
 from pydantic import Field
 
 from runner.environments.plans import TEST_GROUPS
-from runner.environments.requirements import dedupe, parse_requirement, req_name, split_lines
+from runner.environments.requirements import (
+    dedupe,
+    parse_requirement,
+    present,
+    read_manifest,
+    req_name,
+    split_lines,
+)
 from runner.models import Model
 
 # PEP 517's default for a project without [build-system].
@@ -33,7 +40,7 @@ def project_info(root: Path, pyproject: dict[str, Any]) -> _Project:
     has_build = "build-system" in pyproject
     has_project = "project" in pyproject
     # A setup.cfg that only configures tools (flake8, pytest) does not make a project.
-    has_setup = (root / "setup.py").is_file() or _setup_cfg_names_project(root / "setup.cfg")
+    has_setup = present(root / "setup.py") or _setup_cfg_names_project(root, root / "setup.cfg")
     installable = has_build or has_setup or has_project
     if pyproject:
         files.append("pyproject.toml")
@@ -46,7 +53,7 @@ def project_info(root: Path, pyproject: dict[str, Any]) -> _Project:
         cfg_deps, cfg_files = _setup_requirements(root)
         deps += cfg_deps
         files += cfg_files
-        if not cfg_deps and (root / "setup.py").is_file():
+        if not cfg_deps and present(root / "setup.py"):
             notes.append("setup.py: install_requires is not a literal; dependencies not read")
     system = pyproject.get("build-system", {})
     build = system.get("requires")
@@ -91,12 +98,13 @@ def project_requirements(pyproject: dict[str, Any], extras: tuple[str, ...]) -> 
     return out
 
 
-def _setup_cfg_names_project(path: Path) -> bool:
-    if not path.is_file():
+def _setup_cfg_names_project(root: Path, path: Path) -> bool:
+    text = read_manifest(root, path)
+    if text is None:
         return False
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     try:
-        parser.read_string(path.read_text(encoding="utf-8", errors="replace"))
+        parser.read_string(text)
     except configparser.Error:
         return False
     return parser.has_option("metadata", "name")
@@ -106,10 +114,11 @@ def _setup_requirements(root: Path) -> tuple[list[str], list[str]]:
     deps: list[str] = []
     files: list[str] = []
     cfg = root / "setup.cfg"
-    if cfg.is_file():
+    cfg_text = read_manifest(root, cfg)
+    if cfg_text is not None:
         parser = configparser.ConfigParser(interpolation=None, strict=False)
         try:
-            parser.read_string(cfg.read_text(encoding="utf-8", errors="replace"))
+            parser.read_string(cfg_text)
         except configparser.Error:
             parser = configparser.ConfigParser()
         files.append("setup.cfg")
@@ -118,16 +127,16 @@ def _setup_requirements(root: Path) -> tuple[list[str], list[str]]:
         for extra in TEST_GROUPS:
             if parser.has_option("options.extras_require", extra):
                 deps += split_lines(parser.get("options.extras_require", extra))
-    setup = root / "setup.py"
-    if setup.is_file():
+    setup = read_manifest(root, root / "setup.py")
+    if setup is not None:
         files.append("setup.py")
         deps += _setup_py_literals(setup)
     return deps, files
 
 
-def _setup_py_literals(path: Path) -> list[str]:
+def _setup_py_literals(source: str) -> list[str]:
     try:
-        tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+        tree = ast.parse(source)
     except SyntaxError:
         return []
     out: list[str] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -13,10 +14,15 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from pydantic import Field
 
+from runner.common.files import read_inside
 from runner.errors import ResolutionError
 from runner.models import Model
 
 MESSAGE_LIMIT = 4000
+# Lock files of large projects run to a few MiB; nothing a checkout declares needs more.
+MANIFEST_MAX_BYTES = 16 * 2**20
+# Requirement lines that are not "name + version" but a place to build from.
+DIRECT_PREFIXES = ("git+", "hg+", "svn+", "bzr+", "./", "../", "/", "file:", "http:", "https:")
 
 
 class ParsedRequirements(Model):
@@ -33,7 +39,7 @@ def parse_requirement_file(path: Path, root: Path, seen: set[Path]) -> ParsedReq
     if resolved in seen:
         return ParsedRequirements()
     seen.add(resolved)
-    text = resolved.read_text(encoding="utf-8", errors="replace")
+    text = read_manifest(root, resolved) or ""
     # Continuation lines (pip-compile's `\` before --hash) join into one.
     lines = text.replace("\\\n", " ").splitlines()
     parsed = parse_requirement_lines(lines, root, resolved.parent, seen)
@@ -81,6 +87,11 @@ def parse_requirement_lines(
                 out.notes.append(f"{line!r}: editable requirement skipped")
             continue
         text = line.split(" --hash")[0].strip()
+        if direct_reference(text):
+            # Kept so that resolution refuses it by name: skipping it would only turn
+            # into a confusing test failure later.
+            out.requirements.append(text)
+            continue
         if parse_requirement(text) is None:
             out.notes.append(f"{text!r}: not a requirement, skipped")
             continue
@@ -136,6 +147,14 @@ def parse_requirement(line: str) -> Requirement | None:
         return None
 
 
+def direct_reference(line: str) -> bool:
+    """Whether a requirement names a URL, a VCS or a local path instead of an index release."""
+    req = parse_requirement(line)
+    if req is not None:
+        return req.url is not None
+    return line.startswith(DIRECT_PREFIXES) or "://" in line
+
+
 def req_name(line: str) -> str:
     req = parse_requirement(line)
     return canonicalize_name(req.name) if req else ""
@@ -153,12 +172,35 @@ def split_lines(text: str) -> list[str]:
     return [x.strip() for x in text.splitlines() if x.strip() and not x.strip().startswith("#")]
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+def present(path: Path) -> bool:
+    """Whether the checkout has anything at ``path``: a file, a link (even dangling), a FIFO."""
+    return os.path.lexists(path)
+
+
+def read_manifest(root: Path, path: Path) -> str | None:
+    """A checkout file's text, None when absent; refused when it is a link out of the checkout,
+    not a regular file (a FIFO would hang the runner) or over the cap."""
+    if not present(path):
+        return None
+    data = read_inside(root, path, MANIFEST_MAX_BYTES)
+    name = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+    if data is None:
+        raise ResolutionError(
+            f"{name} is a link out of the checkout or not a regular file: the runner reads "
+            "only regular files inside the checkout"
+        )
+    if len(data) > MANIFEST_MAX_BYTES:
+        raise ResolutionError(f"{name} is larger than {MANIFEST_MAX_BYTES // 2**20} MiB, not read")
+    return data.decode("utf-8", errors="replace")
+
+
+def read_toml(root: Path, path: Path) -> dict[str, Any]:
+    text = read_manifest(root, path)
+    if text is None:
         return {}
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ResolutionError(f"{path.name} is not valid TOML: {exc}") from exc
 
 

@@ -17,15 +17,17 @@ import structlog
 from runner.config import Settings
 from runner.environments.hosttools import host_index_args, run_uv, uv_binary
 from runner.environments.plans import TOOLS, InstallPlan, ResolvedEnvironment
-from runner.environments.requirements import dedupe, pin_name_version, req_name
+from runner.environments.requirements import dedupe, direct_reference, pin_name_version, req_name
 from runner.errors import ResolutionError
 
 log = structlog.get_logger(__name__)
 
 # Bumped when the resolver's inputs or output format change, so caches start afresh.
-RESOLVER_FORMAT = "1"
+RESOLVER_FORMAT = "2"
 # The platform of the base images: Debian bookworm, glibc 2.36, x86_64.
 PYTHON_PLATFORM = "x86_64-manylinux_2_36"
+# What uv says when the only way on is to build a source distribution.
+NO_BUILD_HINT = "building from source is disabled"
 
 
 def resolve(
@@ -48,6 +50,7 @@ def resolve(
         requirements = [r for r in requirements if req_name(r) != tool]
         requirements.append(_tool_requirement(tool, configured))
         tool_sources[tool] = "runner.toml" if configured else ("latest" if not as_of else "as-of")
+    _refuse_direct_references([*requirements, *plan.constraints, *plan.build_requires])
     notes = list(plan.notes)
     cache = _cache_path(settings, plan, requirements, python, as_of)
     if cache is not None and cache.is_file():
@@ -115,6 +118,9 @@ def compile_requirements(
             python,
             "--python-platform",
             PYTHON_PLATFORM,
+            # Wheels and metadata only: resolving an sdist would run its setup.py here,
+            # on the host, with the runner's rights.
+            "--no-build",
             *host_index_args(),
         ]
         if constraints:
@@ -123,13 +129,33 @@ def compile_requirements(
             argv += ["--constraint", str(con_file)]
         if as_of:
             argv += ["--exclude-newer", as_of]
-        out = run_uv(argv, cwd=Path(tmp), what="dependency resolution")
+        try:
+            out = run_uv(argv, cwd=Path(tmp), what="dependency resolution")
+        except ResolutionError as exc:
+            if NO_BUILD_HINT in str(exc):
+                raise ResolutionError(
+                    f"{exc}\n(the runner installs wheels only: a package published only as a "
+                    "source distribution would run its build code on the host)",
+                    log=exc.log,
+                ) from exc
+            raise
     pins = [
         line.strip()
         for line in out.splitlines()
         if line.strip() and not line.lstrip().startswith(("#", "-"))
     ]
     return sorted(dedupe(pins), key=lambda p: pin_name_version(p)[0])
+
+
+def _refuse_direct_references(requirements: list[str]) -> None:
+    refused = [line for line in requirements if direct_reference(line)]
+    if refused:
+        names = ", ".join(repr(line) for line in refused[:5])
+        raise ResolutionError(
+            f"dependency {names} is a direct reference (URL, VCS or local path); the runner "
+            "installs only released wheels from the host's package index and never builds "
+            "sources on the host: pin a released version instead"
+        )
 
 
 def _as_of(settings: Settings, commit_date: datetime | None) -> str | None:

@@ -1,7 +1,8 @@
-"""The host's content-addressed wheel cache: a resolved pin set built into wheels once.
+"""The host's content-addressed wheel cache: a resolved pin set downloaded as wheels once.
 
-Built with `pip wheel --no-deps` on the host (pip reads the host's index
-configuration itself); the image build installs from it offline.
+Downloaded with `pip download --only-binary=:all: --no-deps` on the host (pip reads
+the host's index configuration itself): wheels only, so nothing a package ships runs
+here. The image build installs from the cache offline.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import structlog
 from pydantic import Field
 
 from runner.common.files import file_lock
+from runner.common.hostenv import host_env
 from runner.errors import ResolutionError
 from runner.models import Model
 
@@ -27,7 +29,7 @@ INSTALL_LIST = "install.txt"
 PIP_TIMEOUT_S = 1800
 LOG_TAIL = 4000
 # Bumped when the cache's layout changes.
-WHEELS_FORMAT = "1"
+WHEELS_FORMAT = "2"
 
 
 class WheelSet(Model):
@@ -46,7 +48,7 @@ def wheel_key(pins: list[str], python: str) -> str:
 
 
 def ensure_wheels(pins: list[str], state_dir: Path, python: str) -> WheelSet:
-    """Wheels for every pin under ``state_dir/wheels/<key>``, built only when missing."""
+    """Wheels for every pin under ``state_dir/wheels/<key>``, downloaded only when missing."""
     key = wheel_key(pins, python)
     folder = state_dir / "wheels" / key
     started = time.monotonic()
@@ -57,60 +59,69 @@ def ensure_wheels(pins: list[str], state_dir: Path, python: str) -> WheelSet:
             shutil.rmtree(folder)  # a build that died half-way
         folder.mkdir(parents=True)
         (folder / "pins.txt").write_text("\n".join(pins) + "\n", encoding="utf-8")
-        _pip_wheel(folder, python)
+        _pip_download(folder, python)
         (folder / INSTALL_LIST).write_text(
             "\n".join(_install_line(pin) for pin in pins) + "\n", encoding="utf-8"
         )
         (folder / COMPLETE).write_text(f"{len(pins)} pins\n", encoding="utf-8")
     seconds = round(time.monotonic() - started, 2)
-    log.info("wheels.built", key=key[:16], pins=len(pins), seconds=seconds)
+    log.info("wheels.downloaded", key=key[:16], pins=len(pins), seconds=seconds)
     return WheelSet(path=folder, key=key, reused=False, seconds=seconds)
 
 
 def host_python(python: str) -> str:
-    """A host interpreter of the image's Python version, to build matching wheels."""
+    """A host interpreter of the image's Python version, to pick matching wheels."""
     if f"{sys.version_info.major}.{sys.version_info.minor}" == python:
         return sys.executable
     found = shutil.which(f"python{python}")
     if found is None:
         raise ResolutionError(
-            f"no Python {python} on the host to build wheels for the image "
+            f"no Python {python} on the host to pick wheels for the image "
             f"(the runner runs {sys.version_info.major}.{sys.version_info.minor})"
         )
     return found
 
 
-def _pip_wheel(folder: Path, python: str) -> None:
+def _pip_download(folder: Path, python: str) -> None:
     argv = [
         host_python(python),
         "-m",
         "pip",
-        "wheel",
+        "download",
         "--no-deps",
+        # Never a source distribution: pip would run its setup.py here for metadata.
+        "--only-binary=:all:",
         "--disable-pip-version-check",
         "--progress-bar",
         "off",
-        "--wheel-dir",
+        "--dest",
         str(folder),
         "-r",
         str(folder / "pins.txt"),
     ]
     try:
         proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=PIP_TIMEOUT_S,
+            check=False,
+            env=host_env(),
         )
     except subprocess.TimeoutExpired as exc:
-        raise ResolutionError(f"building wheels timed out after {PIP_TIMEOUT_S} s") from exc
+        raise ResolutionError(f"downloading wheels timed out after {PIP_TIMEOUT_S} s") from exc
     if proc.returncode != 0:
         output = (proc.stdout + proc.stderr).strip()
         errors = [line for line in output.splitlines() if line.startswith("ERROR")]
-        headline = errors[0] if errors else "pip wheel failed"
+        headline = errors[0] if errors else "pip download failed"
         raise ResolutionError(
-            f"building wheels on the host failed: {headline}", log=output[-LOG_TAIL:]
+            f"downloading wheels on the host failed: {headline} (wheels only: the runner "
+            "never builds a source distribution on the host)",
+            log=output[-LOG_TAIL:],
         )
 
 
 def _install_line(pin: str) -> str:
-    # A URL pin ("pkg @ file:///…") was built into a wheel under its name; inside the
-    # image only the name finds it in the wheel directory.
+    # Resolution refuses URL pins; should one reach here, only its name (never its URL)
+    # finds a wheel in the offline directory.
     return pin.split("@", 1)[0].strip() if " @ " in pin else pin

@@ -14,7 +14,9 @@ from urllib.parse import unquote, urlsplit
 
 from runner.config import ServiceSettings, Settings
 from runner.errors import JobInputError, RunnerError
+from runner.service.models import POLICY_NAME
 from runner.service.records import Submission
+from runner.verify.runtime import POLICIES_DIR
 from runner.workspace.urls import validate_repo_url
 
 _SCP = re.compile(r"^(?:[^@/:]+@)?([^/:]+):(?!//)")
@@ -159,3 +161,15 @@ def _location(url: str) -> _Location | None:
 def request_hash(submission: Submission) -> str:
     """A digest of the submission, to tell a retried request from a different one."""
     return hashlib.sha256(submission.model_dump_json().encode()).hexdigest()
+
+
+def policy_refusal(name: str, service: ServiceSettings) -> str | None:
+    """Why the service refuses this policy name, or None: [service] policies, else the bundled."""
+    # Checked at submission, not in the model: rows stored before this rule still load.
+    if not POLICY_NAME.fullmatch(name):
+        # A path would make the service open a file of the caller's choosing.
+        return "the service takes a policy by name (e.g. 'default'), not a path"
+    allowed = service.policies or sorted(p.stem for p in POLICIES_DIR.glob("*.toml"))
+    if name in allowed:
+        return None
+    return f"policy {name!r} is not offered by this service (choose one of: {', '.join(allowed)})"

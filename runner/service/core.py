@@ -36,6 +36,7 @@ from runner.service.admission import (
     QueueFull,
     TooLarge,
     fixer_key_configured,
+    policy_refusal,
     repo_refusal,
     request_hash,
 )
@@ -220,6 +221,8 @@ class Service:
         """Queue a job (or return the one with this idempotency key); raise a refusal."""
         if not self.accepting:
             raise NotAccepting("the service is shutting down")
+        if reason := policy_refusal(submission.policy, self.settings.service):
+            raise NotAllowed(reason, "policy")
         texts = {"patch": submission.patch, "test_patch": submission.test_patch}
         return self._admit(token, idem_key, submission, texts, new_job_id)
 

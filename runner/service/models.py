@@ -5,6 +5,7 @@ Every body is a pydantic model with ``extra="forbid"``; none of this imports Fas
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Literal
 
@@ -17,6 +18,8 @@ from runner.models import FixJob, Model, Verdict, one_line, revision
 JobStatus = Literal["queued", "running", "done", "cancelled"]
 # What a row of the store is: a verify job (/v1/jobs) or a fix job (/v1/fixes).
 JobKind = Literal["verify", "fix"]
+# What a policy name may look like: a bundled or configured policy, never a path.
+POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 JOB_STATUSES: tuple[JobStatus, ...] = ("queued", "running", "done", "cancelled")
 FINISHED: frozenset[str] = frozenset({"done", "cancelled"})
 

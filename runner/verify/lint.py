@@ -6,7 +6,7 @@ import shlex
 import threading
 from pathlib import Path
 
-from runner.common.files import read_regular
+from runner.common.files import read_inside, read_regular
 from runner.core.lint import noqa_findings
 from runner.core.suite import (
     FLAKE8_FORMAT,
@@ -30,6 +30,8 @@ from runner.verify.runs import RESULTS
 from runner.verify.runtime import Runtime
 
 LINT_MAX_BYTES = 20 * 2**20
+# setup.cfg or tox.ini read for a [flake8] section; a real one is a few KiB.
+LINT_CONFIG_MAX_BYTES = 2**20
 
 
 def run_lint(
@@ -123,7 +125,9 @@ def _has_flake8_config(tree: Path) -> bool:
     if (tree / ".flake8").is_file():
         return True
     for name in ("setup.cfg", "tox.ini"):
-        path = tree / name
-        if path.is_file() and "[flake8]" in path.read_text(encoding="utf-8", errors="replace"):
+        # The candidate's tree: the candidate may have made these a FIFO or a link to
+        # /dev/zero, so never through a link out of it, never a device, capped.
+        data = read_inside(tree, tree / name, LINT_CONFIG_MAX_BYTES)
+        if data is not None and b"[flake8]" in data:
             return True
     return False
