@@ -426,7 +426,7 @@ def test_a_job_whose_pyproject_links_to_a_host_file_never_shows_its_content(
 
 def test_the_lint_config_probe_reads_only_the_tree_and_only_its_cap(tmp_path: Path) -> None:
     # The candidate's tree is writable by the candidate's run, which runs beside lint.
-    from runner.verify.pipeline import LINT_CONFIG_MAX_BYTES, _has_flake8_config
+    from runner.verify.lint import LINT_CONFIG_MAX_BYTES, _has_flake8_config
 
     tree = tmp_path / "tree"
     tree.mkdir()

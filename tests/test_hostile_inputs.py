@@ -7,6 +7,7 @@ no git process, no container of this session, no file outside the job's folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -109,7 +110,12 @@ class HangingServer:
             self.accepted.set()
 
     def close(self) -> None:
+        # shutdown wakes the thread blocked in accept(); close alone leaves the listening
+        # socket alive in the kernel for as long as that call lasts.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+        self._thread.join(timeout=5)
         for conn in self._conns:
             conn.close()
 
