@@ -14,11 +14,9 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 
 from runner.common.files import read_regular
-from runner.core.errormatch import repo_relative
 from runner.core.harness import harness_check
 from runner.core.paths import DEFAULT_TEST_GLOBS, glob_match, is_test_path
-from runner.core.suppression import suppressions
-from runner.core.tracebacks import iter_exceptions, parse_last_exception
+from runner.core.suppression import reported_error, suppressions
 from runner.core.weakening import weakening_findings
 from runner.errors import ConfigError
 from runner.models import (
@@ -471,7 +469,7 @@ def _tests_not_weakened(evidence: Evidence, policy: Policy) -> Check:
 
 
 def _error_not_suppressed(evidence: Evidence, policy: Policy) -> Check:
-    types, frames = _reported_error(evidence)
+    types, frames = reported_error(evidence)
     if not types:
         return Check(
             name="error_not_suppressed", passed=True, detail="no reported error to look for"
@@ -492,30 +490,3 @@ def _error_not_suppressed(evidence: Evidence, policy: Policy) -> Check:
         passed=True,
         detail=f"no handler hides {shown} in {len(sources)} changed source file(s)",
     )
-
-
-def _reported_error(evidence: Evidence) -> tuple[list[str], set[tuple[str, str]]]:
-    """The reported exception types, and the (path, function) frames of its traceback.
-
-    From --expect-error and the repro commands' baseline runs; without them, from the
-    exception types of the baseline's fail-to-pass failures.
-    """
-    types: list[str] = []
-    expected = [evidence.expect_error, *(run.expect_error for run in evidence.repro)]
-    types += [e.partition(":")[0].strip() for e in expected if e]
-    files = {s.path for s in evidence.sources}
-    frames: set[tuple[str, str]] = set()
-    for run in evidence.repro:
-        if run.problem is None and run.baseline.last_exception is not None:
-            types.append(run.baseline.last_exception.type)
-        info = parse_last_exception(f"{run.baseline.output_head}\n{run.baseline.output_tail}")
-        for exc in iter_exceptions(info) if info else ():
-            for frame in exc.frames:
-                if (path := repo_relative(frame.path, files)) is not None:
-                    frames.add((path, frame.function))
-    if not types and evidence.baseline and evidence.comparison:
-        for test_id in evidence.comparison.fail_to_pass:
-            result = evidence.baseline.tests.get(test_id)
-            if result is not None and result.exception_type:
-                types.append(result.exception_type)
-    return sorted({t.rsplit(".", 1)[-1] for t in types if t}), frames

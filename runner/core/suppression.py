@@ -15,9 +15,11 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from runner.models import SourceChange
+from runner.core.errormatch import repo_relative
+from runner.core.tracebacks import iter_exceptions, parse_last_exception
+from runner.models import Evidence, SourceChange
 
-__all__ = ["BROAD_TYPES", "Suppression", "suppressions"]
+__all__ = ["BROAD_TYPES", "Suppression", "reported_error", "suppressions"]
 
 # Catching one of these catches (almost) any error a fix could be hiding.
 BROAD_TYPES = frozenset({"Exception", "BaseException"})
@@ -210,3 +212,30 @@ def _deleted_raises(
             Suppression(path, line, name, f"deletes the raise of {exc_type} (baseline line {line})")
         )
     return found
+
+
+def reported_error(evidence: Evidence) -> tuple[list[str], set[tuple[str, str]]]:
+    """The reported exception types, and the (path, function) frames of its traceback.
+
+    From --expect-error and the repro commands' baseline runs; without them, from the
+    exception types of the baseline's fail-to-pass failures.
+    """
+    types: list[str] = []
+    expected = [evidence.expect_error, *(run.expect_error for run in evidence.repro)]
+    types += [e.partition(":")[0].strip() for e in expected if e]
+    files = {s.path for s in evidence.sources}
+    frames: set[tuple[str, str]] = set()
+    for run in evidence.repro:
+        if run.problem is None and run.baseline.last_exception is not None:
+            types.append(run.baseline.last_exception.type)
+        info = parse_last_exception(f"{run.baseline.output_head}\n{run.baseline.output_tail}")
+        for exc in iter_exceptions(info) if info else ():
+            for frame in exc.frames:
+                if (path := repo_relative(frame.path, files)) is not None:
+                    frames.add((path, frame.function))
+    if not types and evidence.baseline and evidence.comparison:
+        for test_id in evidence.comparison.fail_to_pass:
+            result = evidence.baseline.tests.get(test_id)
+            if result is not None and result.exception_type:
+                types.append(result.exception_type)
+    return sorted({t.rsplit(".", 1)[-1] for t in types if t}), frames
