@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from runner.core.judge import error_matches, judge
 from runner.core.patch import parse_patch
-from runner.core.policy import Policy, error_matches, judge, load_policy
+from runner.core.policy import Policy, load_policy
 from runner.core.suite import apply_reruns, compare, grade
 from runner.errors import ConfigError
 from runner.models import (

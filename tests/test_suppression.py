@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from test_policy import POLICIES, evidence, repro_run, suite
 
-from runner.core.policy import Judgement, judge, load_policy
+from runner.core.judge import Judgement, judge
+from runner.core.policy import load_policy
 from runner.core.suppression import suppressions
 from runner.models import Check, SourceChange
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from runner import __version__
+from runner.core.judge import judge
 from runner.core.patch import patch_stats
-from runner.core.policy import judge
 from runner.core.suite import (
     test_summary,
 )
