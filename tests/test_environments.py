@@ -15,18 +15,18 @@ import docker.errors
 import pytest
 
 from runner.config import Settings
-from runner.environments.builds import (
-    LABEL_ENV_HASH,
-    LABEL_KIND,
-    LABEL_TARGET,
-    EnvImage,
-    commit_date,
-    ensure_env_image,
-)
+from runner.environments.builds import commit_date, ensure_env_image
+from runner.environments.imagebuild import EnvImage
 from runner.environments.images import BaseImage
 from runner.models import Limits, Mount, RunSpec
 from runner.sandbox.docker import DockerSandbox
-from runner.sandbox.labels import LABEL_DEADLINE, LABEL_OWNER
+from runner.sandbox.labels import (
+    LABEL_DEADLINE,
+    LABEL_ENV_HASH,
+    LABEL_KIND,
+    LABEL_OWNER,
+    LABEL_TARGET,
+)
 
 pytestmark = pytest.mark.docker
 

@@ -24,10 +24,9 @@ from service_support import (
 )
 
 from runner.client import OverloadedError
-from runner.environments.builds import LABEL_TARGET
 from runner.environments.images import BaseImage
 from runner.models import FixJob
-from runner.sandbox.labels import LABEL_PHASE
+from runner.sandbox.labels import LABEL_PHASE, LABEL_TARGET
 from runner.service.store import SqliteStore
 
 pytestmark = pytest.mark.docker

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from runner.core.policy import Policy
-from runner.environments.builds import EnvImage
+from runner.environments.imagebuild import EnvImage
 from runner.environments.images import BaseImage
 from runner.models import (
     Evidence,
