@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,7 @@ from runner.fix.context import estimate_tokens, gather_context, list_files
 from runner.fix.errorreport import ErrorReport, derive_repro
 from runner.fix.prompts import feedback, first_prompt, pull_request
 from runner.fix.result import Attempt, FixResult
-from runner.models import FixJob, SuiteRun, TestResult, Verdict
+from runner.models import FixJob, SuiteRun, TestResult, Verdict, new_fix_id
 from runner.verify.pipeline import Runtime, verify
 from runner.workspace.trees import CheckoutLimits, checkout, remove_tree
 from runner.workspace.urls import validate_repo_url
@@ -193,10 +191,6 @@ def _job_files(runtime: Runtime, job_id: str) -> tuple[SuiteRun | None, dict[str
     return baseline, candidate
 
 
-def _new_fix_id() -> str:
-    return f"fix-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
-
-
 def run_fix(
     report: ErrorReport,
     repo: str,
@@ -213,7 +207,7 @@ def run_fix(
     """Run the loop for one error report; always returns a result (status error on failure)."""
     settings = settings or runtime.settings
     fixer = settings.fixer
-    fix_id = fix_id or _new_fix_id()
+    fix_id = fix_id or new_fix_id()
     started = time.monotonic()
     result = FixResult(
         fix_id=fix_id,

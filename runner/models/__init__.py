@@ -15,6 +15,8 @@ from runner.models.evidence import (
 )
 from runner.models.job import (
     FixJob,
+    new_fix_id,
+    new_job_id,
     one_line,
     revision,
 )
@@ -115,6 +117,8 @@ __all__ = [
     "TestSummary",
     "Traceback",
     "Verdict",
+    "new_fix_id",
+    "new_job_id",
     "one_line",
     "revision",
     "verdict_json_schema",

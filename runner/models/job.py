@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import secrets
+from datetime import UTC, datetime
 
 from pydantic import Field, field_validator
 
@@ -73,3 +75,13 @@ class FixJob(Model):
         if value is not None and not value.strip():
             raise ValueError("expect_error must not be blank")
         return value
+
+
+def new_job_id() -> str:
+    """A sortable, unique job id: UTC time to the second and 6 random hex digits."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def new_fix_id() -> str:
+    """A fix job's id (its attempts' verify jobs are <id>-a1, -a2 …)."""
+    return f"fix-{new_job_id()}"

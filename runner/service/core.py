@@ -23,7 +23,7 @@ from runner.config import Settings, service_settings
 from runner.environments.images import find_base_image
 from runner.errors import ConfigError, WorkspaceError
 from runner.fix.result import FixResult
-from runner.models import Verdict
+from runner.models import Verdict, new_fix_id, new_job_id
 from runner.sandbox.engine import owned_containers, sweep_expired
 from runner.sandbox.labels import LABEL_JOB
 from runner.service.admission import (
@@ -57,7 +57,7 @@ from runner.service.models import (
 )
 from runner.service.records import JobRecord, JobStore, Outcome, QueueLimitReached, Submission
 from runner.service.store import SqliteStore
-from runner.verify.pipeline import Runtime, new_job_id
+from runner.verify.pipeline import Runtime
 from runner.workspace.trees import remove_tree
 
 log = structlog.get_logger(__name__)
@@ -74,11 +74,6 @@ def store_path(settings: Settings) -> Path:
 def error_verdict(job_id: str, reason: str) -> Verdict:
     """An ``error`` verdict decided by the service, not the pipeline."""
     return Verdict.error(job_id, reason, __version__)
-
-
-def new_fix_id() -> str:
-    """A sortable, unique fix job id (its attempts' verify jobs are <id>-a1, -a2 …)."""
-    return f"fix-{new_job_id()}"
 
 
 @dataclass

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,6 +17,7 @@ from runner.models import (
     FixJob,
     PhaseLog,
 )
+from runner.models import new_job_id as new_job_id
 
 _T = TypeVar("_T")
 
@@ -51,11 +50,6 @@ class Job:
             yield
         finally:
             self.timings[name] = round(self.timings.get(name, 0) + time.monotonic() - started, 3)
-
-
-def new_job_id() -> str:
-    """A sortable, unique job id."""
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
 
 
 def timed(state: Job, name: str, work: Callable[[], _T]) -> _T:
