@@ -84,7 +84,8 @@ def render(cases: list[Case], results: dict[str, dict[str, Any]], note: str = ""
                 key = (miss_class(case, result), one_line(result.summary))
                 groups.setdefault(key, []).append(f"{result.way} ({g.reason})")
         for (klass, summary), ways in groups.items():
-            by_class[klass] = by_class.get(klass, 0) + len(ways)
+            label = klass.split(":", 1)[0]  # the class; the details stay on the case's line
+            by_class[label] = by_class.get(label, 0) + len(ways)
             lines.append(f"- **{case.id}** · {', '.join(ways)} — class: {klass}.")
             if summary:
                 lines.append(f"  Runner: `{summary}`")
