@@ -12,7 +12,7 @@ from __future__ import annotations
 import docker
 import pytest
 from conftest import TEST_INSTANCE, make_settings
-from test_pipeline import Project, Verify, checks, commit, failed, git, validated
+from test_pipeline import Project, Verify, checks, failed, validated
 
 from runner.environments.images import BaseImage
 from runner.models import FixJob, Verdict
@@ -131,13 +131,7 @@ SWALLOW = {
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     root = tmp_path_factory.mktemp("seeding")
-    repo = root / "seeding"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    commit(repo, PROJECT, "seed_db without an application context")
-    scratch = root / "scratch"
-    git(root, "clone", "-q", str(repo), str(scratch))
-    return Project(repo=repo, scratch=scratch)
+    return Project.create(root, "seeding", PROJECT, "seed_db without an application context")
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,7 @@ from test_pipeline import (
     Project,
     Verify,
     checks,
-    commit,
     failed,
-    git,
     validated,
 )
 
@@ -246,13 +244,7 @@ INSTANCE = f"{TEST_INSTANCE}-harness"
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     root = tmp_path_factory.mktemp("project")
-    repo = root / "calc"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    commit(repo, PROJECT, "calc with a bug in mean()")
-    scratch = root / "scratch"
-    git(root, "clone", "-q", str(repo), str(scratch))
-    return Project(repo=repo, scratch=scratch)
+    return Project.create(root, "calc", PROJECT, "calc with a bug in mean()")
 
 
 @pytest.fixture(scope="module")

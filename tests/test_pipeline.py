@@ -161,6 +161,17 @@ class Project:
     repo: Path
     scratch: Path
 
+    @classmethod
+    def create(cls, root: Path, name: str, files: dict[str, Content], message: str) -> Project:
+        """A new repository under ``root`` with one commit of ``files``, and its scratch clone."""
+        repo = root / name
+        repo.mkdir()
+        git(repo, "init", "-q")
+        commit(repo, files, message)
+        scratch = root / "scratch"
+        git(root, "clone", "-q", str(repo), str(scratch))
+        return cls(repo=repo, scratch=scratch)
+
     def diff(
         self, files: dict[str, Content], base: str = "main", over: dict[str, Content] | None = None
     ) -> str:
