@@ -384,7 +384,13 @@ def test_cancelling_an_environment_build_stops_it_and_removes_its_container(
     try:
         with pytest.raises(ImageBuildError, match="cancelled"):
             ensure_env_image(
-                docker_client, base_image, repo, settings, str(repo), commit_date(repo), cancel
+                docker_client,
+                base_image,
+                repo,
+                settings,
+                str(repo),
+                commit_date(repo),
+                cancel=cancel,
             )
     finally:
         cancel.set()

@@ -102,7 +102,7 @@ def test_readme_fix_loop_example_runs_as_written(tmp_path: Path, base_image) -> 
     import sys
     import time
 
-    block = readme_block("export ANTHROPIC_API_KEY=sk-ant-")
+    block = readme_block("export ANTHROPIC_API_KEY=sk-ant-…\nbash examples/flask-app-context")
     example = REPO_ROOT / "examples" / "flask-app-context"
     key = "test-key-not-a-real-one"
     # the Messages API is out of reach here: the scripted loopback stand-in of `make

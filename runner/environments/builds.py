@@ -105,6 +105,7 @@ def ensure_env_image(
     settings: Settings,
     repo_key: str,
     commit_date: datetime | None,
+    *,
     job_id: str | None = None,
     cancel: threading.Event | None = None,
 ) -> EnvImage:
