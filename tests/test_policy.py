@@ -165,6 +165,32 @@ def test_baseline_where_every_test_errored_is_error_not_rejected() -> None:
     assert "errored on the baseline" in result.summary
 
 
+def _uncollectable(*modules: str) -> SuiteRun:
+    errors = [
+        TestResult(
+            id=m, outcome="error", message="ModuleNotFoundError: No module named 'pkg._version'"
+        )
+        for m in modules
+    ]
+    # --continue-on-collection-errors: pytest exits 1 when modules failed to import
+    return grade(JUnitReport(tests=[], collection_errors=errors), 1)
+
+
+def test_no_test_collected_in_either_tree_is_error_not_rejected() -> None:
+    broken = _uncollectable("tests/test_a.py", "tests/test_b.py")
+    result = judge(evidence(before=broken, after=_uncollectable("tests/test_a.py")), policy())
+    assert result.status == "error"
+    assert "no test could be collected in either tree" in result.summary
+    assert "tests/test_a.py: ModuleNotFoundError" in result.summary
+
+
+def test_a_module_that_imports_only_after_the_fix_is_still_judged() -> None:
+    # the usual case: the new test imports the new function, so it collects only after
+    before = _uncollectable("test_bug")
+    after = suite(test_bug="passed")
+    assert judge(evidence(before=before, after=after), policy()).status != "error"
+
+
 def test_baseline_with_only_failures_is_still_judged() -> None:
     only_bug = suite(test_bug="failed")
     result = judge(evidence(before=only_bug, after=suite(test_bug="passed")), policy())

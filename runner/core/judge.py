@@ -51,6 +51,17 @@ def judge(evidence: Evidence, policy: Policy) -> Judgement:
                 f"all {len(base.tests)} test(s) errored on the baseline before running: the "
                 "environment cannot run this suite (check images.environment in the verdict)"
             )
+        cand = evidence.candidate
+        if not base.tests and base.collection_errors and cand is not None and not cand.tests:
+            # No test module imported in either tree: nothing ran, so nothing was shown to
+            # fail or pass (a missing generated file, a dependency absent from the image).
+            first = base.collection_errors[0]
+            why = first.message.strip().splitlines()[0][:200] if first.message.strip() else ""
+            return _error(
+                f"no test could be collected in either tree ({len(base.collection_errors)} "
+                f"module(s) failed to import, first {first.id}{': ' + why if why else ''}): "
+                "the environment cannot run this suite"
+            )
     checks = _checks(evidence, policy)
     failed = [c for c in checks if c.required and not c.passed]
     if failed:
