@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.core.lint import noqa_findings
+from runner.core.lint import adds_noqa, noqa_findings
 from runner.core.patch import parse_patch
 from runner.core.suite import (
     FLAKE8_FORMAT,
@@ -562,3 +562,26 @@ def test_noqa_the_baseline_already_had_is_not_the_candidates(tmp_path: Path) -> 
     before = BASE_MODULE.replace("import os\n", "import os\nimport sys  # noqa: F401\n")
     after = before.replace("import sys  # noqa: F401\n", "import re  # noqa: F401\n")
     assert flake8_noqa_findings(tmp_path, before, after) == []
+
+
+def _one_line_diff(added: str) -> str:
+    return (
+        "diff --git a/pkg/m.py b/pkg/m.py\n--- a/pkg/m.py\n+++ b/pkg/m.py\n"
+        f"@@ -1 +1 @@\n-x = 1\n+{added}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("added", "expected"),
+    [
+        ("import os  # NOQA", True),
+        ("import os  # noqa: F401", True),
+        ("# flake8: noqa", True),
+        ("x = 2  # the noqa-free truth", False),
+        ("x = 2", False),
+    ],
+)
+def test_adds_noqa_tells_when_the_unsuppressed_lint_run_is_needed(
+    added: str, expected: bool
+) -> None:
+    assert adds_noqa(parse_patch(_one_line_diff(added))) is expected

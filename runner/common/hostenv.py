@@ -8,7 +8,7 @@ process. Only what the tools need to run and to reach the host's package index p
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 # Names passed through as they are.
 ALLOWED = frozenset(
@@ -72,10 +72,3 @@ def host_env(
     env.setdefault("LANG", "C.UTF-8")
     env.update(extra or {})
     return env
-
-
-def blocked(source: Mapping[str, str] | None = None, keep: Iterable[str] = ()) -> list[str]:
-    """Names in ``source`` that host subprocesses do not see (for tools that merge)."""
-    environ = os.environ if source is None else source
-    kept = ALLOWED | ALLOWED_PIP | set(keep)
-    return sorted(k for k in environ if k not in kept)

@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_BLOCKING",
     "FLAKE8_FORMAT",
     "NOQA_CODE",
+    "adds_noqa",
     "is_blocking",
     "lint_diff",
     "noqa_findings",
@@ -141,6 +142,16 @@ def noqa_findings(
             rest = [f for f in file_hidden if f.line not in explained]
             out.append(_noqa_finding(change.path, number, "'# flake8: noqa'", rest, select))
     return _sorted(out)
+
+
+def adds_noqa(patch: ParsedPatch) -> bool:
+    """True when an added line of a changed Python file carries a noqa comment."""
+    return any(
+        _comment(line)
+        for change in patch.files
+        if change.status != "deleted" and change.path.endswith(".py")
+        for line in change.added_text
+    )
 
 
 def _comment(line: str) -> str:

@@ -10,7 +10,7 @@ import builtins
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from runner.fix.result import FixResult
 from runner.models import Verdict
@@ -66,42 +66,35 @@ class JobRecord:
         """The public view of a verify job."""
         assert isinstance(self.submission, JobSubmission)
         return JobView(
-            id=self.id,
-            status=self.status,
-            created_at=self.created_at,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            attempts=self.attempts,
-            crashes=self.crashes,
-            repo=self.submission.repo,
-            base=self.submission.base,
-            policy=self.submission.policy,
-            callback_url=self.submission.callback_url,
-            callback_state=self.callback_state,
-            deliveries=deliveries,
-            verdict=self.verdict,
+            **self._common(deliveries), policy=self.submission.policy, verdict=self.verdict
         )
 
     def fix_view(self, deliveries: list[Delivery]) -> FixView:
         """The public view of a fix job."""
         assert isinstance(self.submission, FixSubmission)
         return FixView(
-            id=self.id,
-            status=self.status,
-            created_at=self.created_at,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            attempts=self.attempts,
-            crashes=self.crashes,
-            repo=self.submission.repo,
-            base=self.submission.base,
+            **self._common(deliveries),
             error=self.submission.error.summary.splitlines()[0],
             max_attempts=self.submission.max_attempts,
-            callback_url=self.submission.callback_url,
-            callback_state=self.callback_state,
-            deliveries=deliveries,
             result=self.result,
         )
+
+    def _common(self, deliveries: list[Delivery]) -> dict[str, Any]:
+        """The fields both public views share."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "attempts": self.attempts,
+            "crashes": self.crashes,
+            "repo": self.submission.repo,
+            "base": self.submission.base,
+            "callback_url": self.submission.callback_url,
+            "callback_state": self.callback_state,
+            "deliveries": deliveries,
+        }
 
 
 def fix_error(fix_id: str, submission: FixSubmission, reason: str) -> FixResult:

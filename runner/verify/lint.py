@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from runner.common.files import read_inside, read_regular
-from runner.core.lint import noqa_findings
+from runner.core.lint import adds_noqa, noqa_findings
 from runner.core.suite import (
     FLAKE8_FORMAT,
     lint_diff,
@@ -74,8 +74,9 @@ def run_lint(
     if cached is None:
         parts.append(_flake8("/base", "baseline", options + old_files))
     parts.append(_flake8("/cand", "candidate", options + files))
-    # Again without noqa: what only this run reports is what noqa comments hide.
-    parts.append(_flake8("/cand", "unsuppressed", ["--disable-noqa", *options, *files]))
+    if adds_noqa(parsed):
+        # Again without noqa: what only this run reports is what noqa comments hide.
+        parts.append(_flake8("/cand", "unsuppressed", ["--disable-noqa", *options, *files]))
     spec = RunSpec(
         image=state.env.id if state.env else "",
         command=["sh", "-c", " ; ".join(parts)],

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, NamedTuple
 
+from runner.common.hostenv import host_env
 from runner.config import WorkspaceSettings
 from runner.errors import WorkspaceError
 
@@ -30,24 +31,6 @@ GIT_TIMEOUT_S = 900.0
 _ERROR_CHARS = 2000
 FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _POLL_S = 0.1  # how often a running git call looks at its job's cancel event
-# All git sees of the host's environment: never a secret, never a GIT_* variable
-# (GIT_DIR and friends would redirect it). Proxies and CA paths for remote fetches.
-_INHERITED = frozenset(
-    {
-        "PATH",
-        "LANG",
-        "TZ",
-        "TMPDIR",
-        "SSL_CERT_FILE",
-        "SSL_CERT_DIR",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "NO_PROXY",
-        "no_proxy",
-        "SSH_AUTH_SOCK",
-    }
-)
-
 _private_dir: Path | None = None
 _private_lock = threading.Lock()
 
@@ -316,7 +299,11 @@ def _environment(
     network: NetworkLimits,
 ) -> dict[str, str]:
     """git's whole environment: an allow-list of the host's, then the hardened settings."""
-    env = {k: v for k, v in os.environ.items() if k in _INHERITED or k.startswith("LC_")}
+    # The one host allow-list (never a secret, never a GIT_* variable that would redirect
+    # git), plus the ssh agent's socket: private repositories over ssh need it.
+    env = host_env()
+    if agent := os.environ.get("SSH_AUTH_SOCK"):
+        env["SSH_AUTH_SOCK"] = agent
     config = _config(allow_file, network)
     alive = max(1, min(15, int(network.low_speed_time_s)))
     env |= {
