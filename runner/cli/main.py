@@ -40,8 +40,9 @@ def _cmd_images_build(args: argparse.Namespace) -> int:
     settings = command_settings(args)
     client = connect(settings.engine)
     if not args.quiet:
-        stderr.print(f"base image ({settings.images.recipe} recipe) …")
-    image = ensure_base_image(client, settings)
+        which = f"Python {args.python}" if args.python else "default"
+        stderr.print(f"base image ({settings.images.recipe} recipe, {which}) …")
+    image = ensure_base_image(client, settings, args.python)
     action = f"built in {image.seconds:.0f}s" if image.built else "up to date, nothing built"
     print(f"{image.tag}  {image.id[:19]}  {action}")
     return 0
@@ -85,7 +86,6 @@ def _cmd_env_show(args: argparse.Namespace) -> int:
     import tempfile
 
     from runner.environments.builds import commit_date, describe_environment
-    from runner.environments.images import base_python
     from runner.workspace.git import NetworkLimits
     from runner.workspace.mirrors import MirrorCache
     from runner.workspace.trees import CheckoutLimits, checkout, remove_tree
@@ -105,9 +105,7 @@ def _cmd_env_show(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="fixrunner-env-") as tmp:
         tree = checkout(mirror, commit, Path(tmp) / "tree", CheckoutLimits.of(settings.workspace))
         try:
-            env = describe_environment(
-                tree, settings, repo, commit_date(tree), python=base_python(settings.images)
-            )
+            env = describe_environment(tree, settings, repo, commit_date(tree))
         finally:
             remove_tree(tree)
     if args.json:
@@ -115,7 +113,7 @@ def _cmd_env_show(args: argparse.Namespace) -> int:
         return 0
     print(f"commit      {commit}")
     print(f"resolution  {env.source}")
-    print(f"python      {env.python}")
+    print(f"python      {env.python} ({env.python_reason})")
     for tool in ("pytest", "flake8"):
         print(f"{tool:<11} {getattr(env, tool) or '-'} ({env.tool_sources.get(tool, '?')})")
     print(f"project     {'installed editable' if env.install_project else 'on sys.path'}")
@@ -141,6 +139,13 @@ def _runner_parser() -> argparse.ArgumentParser:
     images_sub = images.add_subparsers(dest="images_command", required=True, parser_class=Parser)
     build = images_sub.add_parser("build", help="build the base image if its recipe changed")
     build.add_argument("--quiet", action="store_true")
+    build.add_argument(
+        "--python",
+        default=None,
+        choices=["3.9", "3.10", "3.11", "3.12", "3.13"],
+        help="the base carrying this Python (offline: 3.9 bullseye, 3.11 bookworm, 3.13 "
+        "trixie); default: the default base",
+    )
     build.set_defaults(func=_cmd_images_build)
 
     gc = sub.add_parser("gc", help="remove this runner's containers whose deadline passed")

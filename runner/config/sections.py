@@ -37,10 +37,17 @@ class ImageSettings(Model):
         default="offline",
         description="offline: debootstrap + docker import; registry: FROM python.",
     )
-    python: str = Field(
-        default="3.11", pattern=r"^3\.\d+$", description="Python for the registry recipe."
+    python: str | None = Field(
+        default=None,
+        pattern=r"^3\.\d+$",
+        description="One Python for every job (offline: 3.9, 3.11 or 3.13); None chooses per "
+        "commit from the tree's evidence.",
     )
-    debian_suite: str = Field(default="bookworm", description="Suite for the offline recipe.")
+    debian_suite: str | None = Field(
+        default=None,
+        description="Suite of the offline recipe; None takes the suite whose python3 is the "
+        "chosen Python (bullseye 3.9, bookworm 3.11, trixie 3.13).",
+    )
     debian_mirror: str | None = Field(
         default=None, description="Mirror for debootstrap; None reads the host's apt sources."
     )
@@ -70,6 +77,11 @@ class RepoOverride(Model):
     test_command: list[str] | None = Field(default=None, description="argv replacing pytest.")
     python_path: list[str] = Field(
         default_factory=list, description="Repository-relative dirs put on sys.path."
+    )
+    python: str | None = Field(
+        default=None,
+        pattern=r"^3\.\d+$",
+        description="Python for this repository's jobs; None chooses per commit.",
     )
 
 

@@ -1,8 +1,10 @@
 """Environment images: a base image plus one repository's resolved dependencies.
 
-The tag is a hash of what goes in (base image, resolved pins, tools, install mode), so
-an unchanged repository reuses its image and repositories with the same set share one.
-The build runs offline in a locked-down container; wheels come from the host's cache.
+The commit's Python is chosen first (interpreters.py), then resolved for and built on
+the base that carries it. The tag is a hash of what goes in (base image, resolved pins,
+tools, install mode), so an unchanged repository reuses its image and repositories with
+the same set share one. The build runs offline in a locked-down container; wheels come
+from the host's cache.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,12 +27,25 @@ import structlog
 from runner.common.files import file_lock, read_inside
 from runner.common.hostenv import host_env
 from runner.config import Settings
-from runner.environments.dependencies import ResolvedEnvironment, detect, resolve
+from runner.environments.dependencies import InstallPlan, ResolvedEnvironment, detect, resolve
 from runner.environments.imagebuild import PROJECT_FILES, EnvBuild, EnvImage, InstallMode, git_argv
-from runner.environments.images import BaseImage, base_python
-from runner.environments.requirements import MANIFEST_MAX_BYTES
+from runner.environments.images import (
+    DEFAULT_PYTHON,
+    BaseImage,
+    available_pythons,
+    fixed_python,
+    wheel_platform,
+)
+from runner.environments.interpreters import (
+    EVIDENCE_FILES,
+    WORKFLOWS_DIR,
+    PythonChoice,
+    broken_pins,
+    choose_python,
+)
+from runner.environments.requirements import MANIFEST_MAX_BYTES, trim
 from runner.environments.wheels import ensure_wheels
-from runner.errors import ImageBuildError
+from runner.errors import ImageBuildError, ResolutionError
 from runner.sandbox.labels import (
     LABEL_INSTALL,
     LABEL_PREFIX,
@@ -40,6 +56,9 @@ log = structlog.get_logger(__name__)
 
 # Bumped whenever the build recipe below changes what an image contains.
 ENV_FORMAT = "1"
+# What the chooser reads of a file: version declarations sit near the top.
+EVIDENCE_MAX_BYTES = 256 * 1024
+EVIDENCE_MAX_WORKFLOWS = 50
 
 
 def describe_environment(
@@ -49,9 +68,114 @@ def describe_environment(
     commit_date: datetime | None = None,
     python: str | None = None,
 ) -> ResolvedEnvironment:
-    """Detect and resolve a checkout's environment without building anything."""
+    """Detect and resolve a checkout's environment without building anything.
+
+    Without ``python`` the commit's Python is chosen from the tree's evidence (or
+    runner.toml's), and the resolved environment says which and why.
+    """
     plan = detect(checkout, settings, repo_key)
-    return resolve(plan, settings, python or base_python(settings.images), commit_date)
+    if python is not None:
+        return resolve(plan, settings, python, commit_date, wheel_platform(settings.images, python))
+    choice = choose_python(
+        available_pythons(settings.images),
+        read_evidence(checkout),
+        [*plan.requirements, *plan.constraints],
+        plan.label,
+        commit_date.date() if commit_date else None,
+        fixed=_fixed_python(settings, repo_key),
+        preferred=DEFAULT_PYTHON,
+    )
+    return _resolve_chosen(plan, settings, choice, commit_date)
+
+
+def prepare_environment(
+    client: docker.DockerClient,
+    bases: Callable[[str], BaseImage],
+    checkout: Path,
+    settings: Settings,
+    repo_key: str,
+    commit_date: datetime | None,
+    *,
+    job_id: str | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[BaseImage, EnvImage]:
+    """Choose the commit's Python, then its base image (built on first need) and env image."""
+    started = time.monotonic()
+    env = describe_environment(checkout, settings, repo_key, commit_date)
+    resolved_s = round(time.monotonic() - started, 2)
+    base = bases(env.python)
+    image = ensure_env_image(
+        client,
+        base,
+        checkout,
+        settings,
+        repo_key,
+        commit_date,
+        job_id=job_id,
+        cancel=cancel,
+        environment=env,
+    )
+    image.seconds["resolve"] = resolved_s
+    if base.built:
+        image.seconds["base"] = base.seconds
+    return base, image
+
+
+def read_evidence(checkout: Path) -> dict[str, str]:
+    """The texts the Python chooser weighs (capped; never through a link out of the tree)."""
+    root = checkout.resolve()
+    paths = [root / name for name in EVIDENCE_FILES]
+    workflows = root / WORKFLOWS_DIR
+    if workflows.is_dir() and not workflows.is_symlink():
+        found = sorted(p for p in workflows.iterdir() if p.suffix in (".yml", ".yaml"))
+        paths += found[:EVIDENCE_MAX_WORKFLOWS]
+    texts = {}
+    for path in paths:
+        data = read_inside(root, path, EVIDENCE_MAX_BYTES) if path.is_file() else None
+        if data is not None:
+            texts[path.relative_to(root).as_posix()] = data.decode("utf-8", errors="replace")
+    return texts
+
+
+def _fixed_python(settings: Settings, repo_key: str) -> tuple[str, str] | None:
+    for key in (repo_key, repo_key.rstrip("/"), repo_key.removesuffix(".git")):
+        override = settings.repos.get(key) if key else None
+        if override is not None and override.python:
+            return override.python, f'[repos."{key}"] python'
+    fixed = fixed_python(settings.images)
+    if fixed is None:
+        return None
+    return fixed, "[images] python" if settings.images.python else "[images] debian_suite"
+
+
+def _resolve_chosen(
+    plan: InstallPlan, settings: Settings, choice: PythonChoice, commit_date: datetime | None
+) -> ResolvedEnvironment:
+    # The chosen Python first, then the older ones the evidence allows: a resolution
+    # without wheels for the newest, or one that lands on a release that cannot start on
+    # it (as of an old commit), moves down one Python.
+    reason = choice.reason
+    candidates = [choice.python, *choice.fallbacks]
+    for index, python in enumerate(candidates):
+        last = index == len(candidates) - 1
+        try:
+            env = resolve(
+                plan, settings, python, commit_date, wheel_platform(settings.images, python)
+            )
+        except ResolutionError as exc:
+            if last:
+                raise
+            first = trim(str(exc).strip().splitlines()[0] if str(exc).strip() else "", 200)
+            reason += f"; {python} did not resolve ({first})"
+            log.info("environments.python_fallback", python=python, error=first)
+            continue
+        broken = broken_pins(env.pins, python, f"the resolution ({env.source})")
+        if broken and not last:
+            reason += f"; {broken[0]}"
+            log.info("environments.python_fallback", python=python, error=broken[0])
+            continue
+        return env.model_copy(update={"python_reason": reason})
+    raise AssertionError("unreachable: the last candidate returns or raises")
 
 
 def commit_date(checkout: Path, rev: str = "HEAD") -> datetime:
@@ -108,14 +232,23 @@ def ensure_env_image(
     *,
     job_id: str | None = None,
     cancel: threading.Event | None = None,
+    environment: ResolvedEnvironment | None = None,
 ) -> EnvImage:
     """Return the environment image for a checkout, building it only when its tag is missing.
 
     ``job_id`` labels the build container, so a restart after a crash finds its owner.
     Setting ``cancel`` stops a build under way: its container is removed, ImageBuildError.
+    ``environment`` (resolved for ``base.python``) skips the resolution.
     """
     started = time.monotonic()
-    env = describe_environment(checkout, settings, repo_key, commit_date, python=base.python)
+    env = environment or describe_environment(
+        checkout, settings, repo_key, commit_date, python=base.python
+    )
+    if env.python != base.python:
+        raise ImageBuildError(
+            f"the environment was resolved for Python {env.python}, the base image "
+            f"{base.tag} carries {base.python}"
+        )
     resolved_s = round(time.monotonic() - started, 2)
     digest = env_hash(base, env, checkout)
     tag = env_tag(settings, digest)
@@ -135,7 +268,9 @@ def ensure_env_image(
                 notes=_label_notes(labels),
             )
         wheels_started = time.monotonic()
-        wheels = ensure_wheels(env.pins, settings.paths.root, base.python)
+        wheels = ensure_wheels(
+            env.pins, settings.paths.root, base.python, wheel_platform(settings.images, base.python)
+        )
         seconds = {"resolve": resolved_s, "wheels": round(time.monotonic() - wheels_started, 2)}
         build = EnvBuild(client, base, checkout, settings, env, wheels.path, tag, digest, job_id)
         build.cancel = cancel

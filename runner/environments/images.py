@@ -1,7 +1,9 @@
-"""Sandbox base images: two recipes, a content-hash tag, and an idempotent build.
+"""Sandbox base images: two recipes, one base per Python, a content-hash tag, an idempotent build.
 
 The recipe's files and settings hash into the tag, so `ensure_base_image` builds only
-when the recipe changed and a second call builds nothing.
+when the recipe changed and a second call builds nothing. The offline recipe has one
+base per Debian suite (bullseye 3.9, bookworm 3.11, trixie 3.13); `make setup` builds
+the default one and the others are built the first time a job's Python needs them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pydantic import Field
 from runner import __version__
 from runner.common.hostenv import host_env
 from runner.config import ImageSettings, Settings
-from runner.errors import ImageBuildError
+from runner.errors import ConfigError, ImageBuildError
 from runner.models import Model
 from runner.sandbox.labels import LABEL_KIND, LABEL_RECIPE, LABEL_RECIPE_HASH, LABEL_VERSION
 
@@ -30,8 +32,15 @@ log = structlog.get_logger(__name__)
 
 IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
 BASE_ENV_CHANGES = ["ENV PATH=/usr/local/bin:/usr/bin:/bin", "ENV LANG=C.UTF-8"]
-# Python of the offline recipe: Debian bookworm's python3.
-SUITE_PYTHON = {"bookworm": "3.11", "trixie": "3.13"}
+# Python of each offline base: the suite's python3. Its glibc sets the wheels' platform.
+SUITE_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13"}
+PYTHON_SUITE = {python: suite for suite, python in SUITE_PYTHON.items()}
+# The manylinux level of each suite's glibc (trixie has 2.41; uv names levels up to 2_40).
+SUITE_MANYLINUX = {"bullseye": "2_31", "bookworm": "2_36", "trixie": "2_40"}
+# What the registry recipe (FROM python:X-slim) offers.
+REGISTRY_PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
+# The base `make setup` builds, and the Python of a job whose tree decides nothing.
+DEFAULT_PYTHON = "3.11"
 
 
 class BaseImage(Model):
@@ -50,15 +59,69 @@ def recipe_dir(settings: ImageSettings) -> Path:
     return IMAGES_DIR / settings.recipe
 
 
-def base_python(settings: ImageSettings) -> str:
-    """Python version the base image will carry."""
-    if settings.recipe == "registry":
+def fixed_python(settings: ImageSettings) -> str | None:
+    """The one Python runner.toml sets for every job, or None when each commit chooses."""
+    if settings.python:
         return settings.python
-    return SUITE_PYTHON.get(settings.debian_suite, "3")
+    if settings.recipe == "offline" and settings.debian_suite:
+        python = SUITE_PYTHON.get(settings.debian_suite)
+        if python is None:
+            raise ConfigError(
+                f"[images] debian_suite = {settings.debian_suite!r}: its python3 is unknown "
+                f"to the runner (known: {', '.join(SUITE_PYTHON)}); set [images] python too"
+            )
+        return python
+    return None
+
+
+def available_pythons(settings: ImageSettings) -> tuple[str, ...]:
+    """The Pythons a base image can carry under these settings, oldest first."""
+    fixed = fixed_python(settings)
+    if fixed is not None:
+        return (fixed,)
+    if settings.recipe == "registry":
+        return REGISTRY_PYTHONS
+    return tuple(sorted(PYTHON_SUITE, key=lambda v: tuple(int(p) for p in v.split("."))))
+
+
+def for_python(settings: ImageSettings, python: str | None = None) -> ImageSettings:
+    """The settings of the base that carries ``python`` (None: the fixed or default one)."""
+    fixed = fixed_python(settings)
+    if python and fixed and python != fixed:
+        raise ConfigError(
+            f"Python {python} was asked for, but runner.toml fixes Python {fixed} for every "
+            "job ([images] python or debian_suite): unset those to choose per commit"
+        )
+    python = python or fixed or DEFAULT_PYTHON
+    if settings.recipe == "registry":
+        return settings.model_copy(update={"python": python})
+    suite = settings.debian_suite or PYTHON_SUITE.get(python)
+    if suite is None:
+        raise ConfigError(
+            f"no offline base has Python {python} (bases: "
+            f"{', '.join(f'{p} ({s})' for s, p in SUITE_PYTHON.items())}); choose one of "
+            'those, or recipe = "registry"'
+        )
+    return settings.model_copy(update={"python": python, "debian_suite": suite})
+
+
+def base_python(settings: ImageSettings) -> str:
+    """Python version the base image for these settings will carry."""
+    return str(for_python(settings).python)
+
+
+def wheel_platform(settings: ImageSettings, python: str) -> str:
+    """The manylinux glibc level (e.g. '2_31') of the base that carries ``python``."""
+    # The registry's python:X-slim images are bookworm-based.
+    suite = "bookworm"
+    if settings.recipe == "offline":
+        suite = settings.debian_suite or PYTHON_SUITE.get(python, suite)
+    return SUITE_MANYLINUX.get(suite, SUITE_MANYLINUX["bookworm"])
 
 
 def recipe_hash(settings: ImageSettings) -> str:
     """Hash of the recipe's files plus the settings that change what it builds."""
+    settings = for_python(settings)
     digest = hashlib.sha256()
     folder = recipe_dir(settings)
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -77,7 +140,7 @@ def base_tag(settings: ImageSettings) -> str:
 
 
 def find_base_image(client: docker.DockerClient, settings: ImageSettings) -> BaseImage | None:
-    """The base image for these settings if it already exists."""
+    """The base image for these settings (the fixed or default Python) if it exists."""
     tag = base_tag(settings)
     try:
         image = client.images.get(tag)
@@ -92,23 +155,26 @@ def find_base_image(client: docker.DockerClient, settings: ImageSettings) -> Bas
     )
 
 
-def ensure_base_image(client: docker.DockerClient, settings: Settings) -> BaseImage:
-    """Return the base image, building it only when its recipe's tag is missing."""
-    existing = find_base_image(client, settings.images)
+def ensure_base_image(
+    client: docker.DockerClient, settings: Settings, python: str | None = None
+) -> BaseImage:
+    """Return the base image for ``python`` (None: the default), building it only when missing."""
+    images = for_python(settings.images, python)
+    existing = find_base_image(client, images)
     if existing is not None:
         return existing
     started = time.monotonic()
-    if settings.images.recipe == "offline":
-        image_id = _build_offline(client, settings.images)
+    if images.recipe == "offline":
+        image_id = _build_offline(client, images)
     else:
-        image_id = _build_registry(client, settings.images)
+        image_id = _build_registry(client, images)
     seconds = round(time.monotonic() - started, 1)
-    log.info("images.base_built", tag=base_tag(settings.images), seconds=seconds)
+    log.info("images.base_built", tag=base_tag(images), seconds=seconds)
     return BaseImage(
         id=image_id,
-        tag=base_tag(settings.images),
-        recipe=settings.images.recipe,
-        python=base_python(settings.images),
+        tag=base_tag(images),
+        recipe=images.recipe,
+        python=base_python(images),
         built=True,
         seconds=seconds,
     )
@@ -158,7 +224,7 @@ def _build_offline(client: docker.DockerClient, settings: ImageSettings) -> str:
         tarball = Path(tmp) / "rootfs.tar"
         try:
             proc = subprocess.run(
-                ["bash", str(script), mirror, str(tarball), settings.debian_suite],
+                ["bash", str(script), mirror, str(tarball), str(settings.debian_suite)],
                 capture_output=True,
                 text=True,
                 timeout=1800,
@@ -189,7 +255,7 @@ def _build_registry(client: docker.DockerClient, settings: ImageSettings) -> str
         image, _ = client.images.build(
             path=str(recipe_dir(settings)),
             tag=base_tag(settings),
-            buildargs={"PYTHON": settings.python},
+            buildargs={"PYTHON": str(settings.python)},
             labels=_labels(settings),
             rm=True,
             forcerm=True,

@@ -43,6 +43,9 @@ class ResolvedEnvironment(Model):
     kind: PlanKind = Field(description="Which detection source won.")
     as_of: str | None = Field(default=None, description="exclude-newer date; None for latest.")
     python: str = Field(description="Python major.minor resolved for.")
+    python_reason: str = Field(
+        default="", description="Why this Python: the tree's evidence or runner.toml."
+    )
     pins: list[str] = Field(description="Sorted 'name==version' lines (or 'name @ url').")
     pytest: str | None = Field(default=None, description="Resolved pytest version.")
     flake8: str | None = Field(default=None, description="Resolved flake8 version.")
@@ -65,6 +68,7 @@ class ResolvedEnvironment(Model):
         return EnvironmentInfo(
             resolution=self.source,
             python=python or self.python,
+            python_reason=self.python_reason,
             tools=tools,
             packages=self.packages,
         )

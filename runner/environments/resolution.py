@@ -24,8 +24,9 @@ log = structlog.get_logger(__name__)
 
 # Bumped when the resolver's inputs or output format change, so caches start afresh.
 RESOLVER_FORMAT = "2"
-# The platform of the base images: Debian bookworm, glibc 2.36, x86_64.
-PYTHON_PLATFORM = "x86_64-manylinux_2_36"
+# The platform of the default base image: Debian bookworm, glibc 2.36, x86_64. Another
+# base passes its own glibc level (bullseye 2_31, trixie 2_40).
+DEFAULT_MANYLINUX = "2_36"
 # What uv says when the only way on is to build a source distribution.
 NO_BUILD_HINT = "building from source is disabled"
 
@@ -35,8 +36,12 @@ def resolve(
     settings: Settings,
     python: str,
     commit_date: datetime | None,
+    manylinux: str = DEFAULT_MANYLINUX,
 ) -> ResolvedEnvironment:
-    """Resolve the plan (plus missing test tools) to exact pins with `uv pip compile`."""
+    """Resolve the plan (plus missing test tools) to exact pins with `uv pip compile`.
+
+    ``python`` and ``manylinux`` (a glibc level such as '2_31') are the base image's.
+    """
     as_of = _as_of(settings, commit_date)
     requirements = list(plan.requirements)
     tool_sources: dict[str, str] = {}
@@ -52,7 +57,7 @@ def resolve(
         tool_sources[tool] = "runner.toml" if configured else ("latest" if not as_of else "as-of")
     _refuse_direct_references([*requirements, *plan.constraints, *plan.build_requires])
     notes = list(plan.notes)
-    cache = _cache_path(settings, plan, requirements, python, as_of)
+    cache = _cache_path(settings, plan, requirements, python, as_of, manylinux)
     if cache is not None and cache.is_file():
         try:
             return ResolvedEnvironment.model_validate_json(cache.read_text(encoding="utf-8"))
@@ -63,14 +68,14 @@ def resolve(
     if install_project and plan.build_requires:
         try:
             pins = compile_requirements(
-                requirements + plan.build_requires, plan.constraints, python, as_of
+                requirements + plan.build_requires, plan.constraints, python, as_of, manylinux
             )
         except ResolutionError as exc:
             # The suite can still import the tree through the .pth file.
             install_project = False
             notes.append(f"build requirements did not resolve, project not installed: {exc}")
     if pins is None:
-        pins = compile_requirements(requirements, plan.constraints, python, as_of)
+        pins = compile_requirements(requirements, plan.constraints, python, as_of, manylinux)
     versions = dict(pin_name_version(pin) for pin in pins)
     source = f"{plan.kind}: {plan.label}"
     if plan.kind == "declared":
@@ -99,7 +104,11 @@ def resolve(
 
 
 def compile_requirements(
-    requirements: list[str], constraints: list[str], python: str, as_of: str | None
+    requirements: list[str],
+    constraints: list[str],
+    python: str,
+    as_of: str | None,
+    manylinux: str = DEFAULT_MANYLINUX,
 ) -> list[str]:
     """`uv pip compile` for the image's Python and platform; the resolver's error on failure."""
     with tempfile.TemporaryDirectory(prefix="fixrunner-resolve-") as tmp:
@@ -117,7 +126,7 @@ def compile_requirements(
             "--python-version",
             python,
             "--python-platform",
-            PYTHON_PLATFORM,
+            f"x86_64-manylinux_{manylinux}",
             # Wheels and metadata only: resolving an sdist would run its setup.py here,
             # on the host, with the runner's rights.
             "--no-build",
@@ -178,11 +187,18 @@ def _tool_requirement(tool: str, configured: str) -> str:
 
 
 def _cache_path(
-    settings: Settings, plan: InstallPlan, requirements: list[str], python: str, as_of: str | None
+    settings: Settings,
+    plan: InstallPlan,
+    requirements: list[str],
+    python: str,
+    as_of: str | None,
+    manylinux: str,
 ) -> Path | None:
     # Only a dated resolution is reproducible; "latest" must ask the index each time.
     if as_of is None or as_of >= date.today().isoformat():
         return None
+    # The default platform keeps the keys it had before there was more than one base.
+    platform = [] if manylinux == DEFAULT_MANYLINUX else [f"manylinux={manylinux}"]
     digest = hashlib.sha256(
         json.dumps(
             [
@@ -192,6 +208,7 @@ def _cache_path(
                 python,
                 as_of,
                 host_index_args(),
+                *platform,
             ],
             sort_keys=True,
         ).encode()

@@ -41,15 +41,22 @@ class WheelSet(Model):
     seconds: float = Field(default=0.0, description="Time spent building, 0 when reused.")
 
 
-def wheel_key(pins: list[str], python: str) -> str:
+def wheel_key(pins: list[str], python: str, manylinux: str | None = None) -> str:
     """Content address of a pin set: the same pins for the same Python share a directory."""
-    text = "\n".join([f"format={WHEELS_FORMAT}", f"python={python}", *sorted(pins)])
+    target = [f"python={python}"] + ([f"manylinux={manylinux}"] if manylinux else [])
+    text = "\n".join([f"format={WHEELS_FORMAT}", *target, *sorted(pins)])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def ensure_wheels(pins: list[str], state_dir: Path, python: str) -> WheelSet:
-    """Wheels for every pin under ``state_dir/wheels/<key>``, downloaded only when missing."""
-    key = wheel_key(pins, python)
+def ensure_wheels(
+    pins: list[str], state_dir: Path, python: str, manylinux: str | None = None
+) -> WheelSet:
+    """Wheels for every pin under ``state_dir/wheels/<key>``, downloaded only when missing.
+
+    ``manylinux`` (a glibc level such as '2_31') picks wheels for another Python and glibc
+    than the host's; None lets a host interpreter of ``python`` pick for itself.
+    """
+    key = wheel_key(pins, python, manylinux)
     folder = state_dir / "wheels" / key
     started = time.monotonic()
     with file_lock(state_dir / "wheels" / f"{key}.lock"):
@@ -59,7 +66,7 @@ def ensure_wheels(pins: list[str], state_dir: Path, python: str) -> WheelSet:
             shutil.rmtree(folder)  # a build that died half-way
         folder.mkdir(parents=True)
         (folder / "pins.txt").write_text("\n".join(pins) + "\n", encoding="utf-8")
-        _pip_download(folder, python)
+        _pip_download(folder, python, manylinux)
         (folder / INSTALL_LIST).write_text(
             "\n".join(_install_line(pin) for pin in pins) + "\n", encoding="utf-8"
         )
@@ -82,9 +89,25 @@ def host_python(python: str) -> str:
     return found
 
 
-def _pip_download(folder: Path, python: str) -> None:
+def target_args(python: str, manylinux: str) -> list[str]:
+    """pip's flags for wheels of CPython ``python`` on x86_64 with glibc ``manylinux``."""
+    # pip does not widen a manylinux_2_X platform to the older levels it runs: list them.
+    major, minor = (int(part) for part in manylinux.split("_"))
+    platforms = [f"manylinux_{major}_{level}_x86_64" for level in range(minor, 16, -1)]
+    platforms.append("manylinux2014_x86_64")  # pip adds manylinux2010 and manylinux1
+    return [
+        "--python-version",
+        python,
+        "--implementation",
+        "cp",
+        *(arg for platform in platforms for arg in ("--platform", platform)),
+    ]
+
+
+def _pip_download(folder: Path, python: str, manylinux: str | None) -> None:
+    target = target_args(python, manylinux) if manylinux else []
     argv = [
-        host_python(python),
+        sys.executable if manylinux else host_python(python),
         "-m",
         "pip",
         "download",
@@ -94,6 +117,7 @@ def _pip_download(folder: Path, python: str) -> None:
         "--disable-pip-version-check",
         "--progress-bar",
         "off",
+        *target,
         "--dest",
         str(folder),
         "-r",

@@ -119,6 +119,9 @@ class EnvironmentInfo(Model):
 
     resolution: str = ""
     python: str = ""
+    python_reason: str = Field(
+        default="", description="Why this Python was chosen for the commit (or runner.toml's)."
+    )
     tools: dict[str, str] = Field(default_factory=dict)
     packages: dict[str, str] = Field(default_factory=dict)
 

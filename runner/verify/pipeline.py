@@ -30,7 +30,7 @@ from runner.core.repro import (
 from runner.core.suite import (
     compare,
 )
-from runner.environments.builds import commit_date, ensure_env_image
+from runner.environments.builds import commit_date, prepare_environment
 from runner.errors import (
     CandidateError,
     InfrastructureError,
@@ -220,10 +220,10 @@ def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event 
         )
         with state.phase("env", "preparing the environment image"):
             runtime.warmed()
-            state.base = runtime.base_image()
-            state.env = ensure_env_image(
+            # The commit's Python picks the base: built here the first time it is needed.
+            state.base, state.env = prepare_environment(
                 runtime.client,
-                state.base,
+                runtime.base_image,
                 baseline_dir,
                 runtime.settings,
                 repo_key=state.job.repo,

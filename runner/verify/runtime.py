@@ -28,7 +28,7 @@ class Runtime:
     sandbox: DockerSandbox
     mirrors: MirrorCache
     policies_dir: Path = POLICIES_DIR
-    _base: BaseImage | None = None
+    _bases: dict[str, BaseImage] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _warming: threading.Thread | None = None
 
@@ -58,12 +58,13 @@ class Runtime:
         if self._warming is not None:
             self._warming.join()
 
-    def base_image(self) -> BaseImage:
-        """The base image, built on first use and remembered."""
+    def base_image(self, python: str | None = None) -> BaseImage:
+        """The base image carrying ``python`` (None: the default), built on first use."""
+        key = python or ""
         with self._lock:
-            if self._base is None:
-                self._base = ensure_base_image(self.client, self.settings)
-            return self._base
+            if key not in self._bases:
+                self._bases[key] = ensure_base_image(self.client, self.settings, python)
+            return self._bases[key]
 
     @property
     def jobs_dir(self) -> Path:
