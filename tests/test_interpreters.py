@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from runner.config import ImageSettings
+from runner.config import ImageSettings, Settings
 from runner.environments.images import (
     available_pythons,
     base_tag,
@@ -22,6 +22,7 @@ from runner.environments.interpreters import (
 )
 from runner.environments.wheels import target_args
 from runner.errors import ConfigError
+from runner.verify.runs import test_command
 
 OFFLINE = ("3.9", "3.11", "3.13")
 RECENT = date(2026, 1, 5)
@@ -188,3 +189,12 @@ def test_the_preferred_python_wins_unless_the_tree_asks_for_another() -> None:
     assert "names Python 3.12 at least (classifiers)" in choice.reason
     old = ["pytest==6.2.4"]
     assert choose_python(OFFLINE, {}, old, "tox.ini", RECENT, preferred="3.11").python == "3.9"
+
+
+def test_pytest_starts_without_the_tree_on_sys_path_before_311_too() -> None:
+    settings = Settings()
+    assert test_command(settings, "repo", "3.11.2") == ["python", "-P", "-m", "pytest"]
+    older = test_command(settings, "repo", "3.9.2")
+    # -P does not exist before 3.11: the same effect through runpy
+    assert "-P" not in older and older[0] == "python" and older[1] == "-c"
+    assert "sys.path.pop(0)" in older[2] and older[3:] == ["pytest"]

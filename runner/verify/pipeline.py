@@ -278,7 +278,7 @@ def _runs(
     cancel: threading.Event | None,
 ) -> None:
     assert state.env is not None
-    command = test_command(runtime.settings, state.job.repo)
+    command = test_command(runtime.settings, state.job.repo, state.env.python)
     limits = state.policy.limits.for_phase("test")
     key = baseline_key(baseline_tree, state.env.id, command, limits.model_dump_json())
     cached = load_baseline(runtime, key)

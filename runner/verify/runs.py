@@ -54,14 +54,36 @@ HARNESS_ENV = {
 }
 
 
-def test_command(settings: Settings, repo: str) -> list[str]:
-    """The command that starts pytest: a repository's override, or ``python -P -m pytest``."""
+# ``python -P -m MODULE`` for a Python older than 3.11 (no -P): drop the working
+# directory from sys.path, then run the module as -m would.
+_SAFE_PATH_RUN = (
+    "import runpy, sys; sys.path.pop(0); runpy.run_module(sys.argv.pop(1), "
+    "run_name='__main__', alter_sys=True)"
+)
+
+
+def test_command(settings: Settings, repo: str, python: str = "3.11") -> list[str]:
+    """The command that starts pytest: a repository's override, or ``python -P -m pytest``.
+
+    ``python`` is the image's version: before 3.11 ``-P`` does not exist, and ``-m``
+    runs through a two-line equivalent.
+    """
     override = settings.repos.get(repo)
     command = list(override.test_command) if override and override.test_command else []
     command = command or ["python", "-m", "pytest"]
-    if Path(command[0]).name.startswith("python") and "-P" not in command:
-        command.insert(1, "-P")
+    if not Path(command[0]).name.startswith("python") or "-P" in command:
+        return command
+    if _older_than_311(python):
+        if command[1:2] == ["-m"] and len(command) > 2:
+            return [command[0], "-c", _SAFE_PATH_RUN, *command[2:]]
+        return command
+    command.insert(1, "-P")
     return command
+
+
+def _older_than_311(python: str) -> bool:
+    parts = python.split(".")
+    return len(parts) >= 2 and parts[0] == "3" and parts[1].isdigit() and int(parts[1]) < 11
 
 
 test_command.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
