@@ -72,6 +72,10 @@ def test_a_range_that_admits_a_fixed_pytest_is_no_evidence() -> None:
     assert broken_pins(["pytest>=5"], "3.13") == []
     assert broken_pins(["pytest~=6.2.0"], "3.11") == []
     assert broken_pins(["pytest<6"], "3.11")
+    assert broken_pins(["pytest~=5.4"], "3.11")
+    assert broken_pins(["pytest==6.1.*"], "3.11")
+    assert broken_pins(["pytest==8.3.2"], "3.13") == []
+    assert broken_pins(["pytest==6.2.*"], "3.11") == []
     assert broken_pins(["pytest==6.2.4"], "3.9") == []
     # a pin that only applies to another Python says nothing about this one
     assert broken_pins(['pytest==4.6.11; python_version < "3"'], "3.11") == []

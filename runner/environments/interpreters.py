@@ -139,7 +139,7 @@ def broken_pins(requirements: Iterable[str], python: str, where: str = "") -> li
         for broken in KNOWN_BROKEN:
             if req.name.lower() != broken.name or _key(python) < _key(broken.python):
                 continue
-            if not _admits_fixed(req.specifier, broken.fixed):
+            if _only_below(req.specifier, broken.fixed):
                 place = f" in {where}" if where else ""
                 found.append(
                     f"{line.split(';')[0].strip()}{place} cannot start on Python "
@@ -251,7 +251,7 @@ def _released_by(pool: list[str], when: date | None, reasons: list[str]) -> list
     if when is None:
         return pool
     kept = [p for p in pool if PYTHON_RELEASED.get(p, date.min) <= when]
-    if kept == pool:
+    if kept == pool or len(pool) == 1:
         return pool
     later = pool[len(kept)]
     reasons.append(
@@ -266,17 +266,34 @@ def _admits(spec: SpecifierSet, python: str) -> bool:
     return any(spec.contains(f"{python}.{patch}", prereleases=True) for patch in (0, 99))
 
 
-def _admits_fixed(spec: SpecifierSet, fixed: str) -> bool:
-    # Does the requirement allow the fixed release or any later one?
-    base = Version(fixed)
-    probes = [
-        base,
-        Version(f"{base.major}.{base.minor}.{base.micro + 1}"),
-        Version(f"{base.major}.{base.minor + 1}"),
-        *(Version(f"{base.major + n}.0") for n in range(1, 5)),
-        Version("999"),
-    ]
-    return any(spec.contains(v, prereleases=True) for v in probes)
+def _only_below(spec: SpecifierSet, fixed: str) -> bool:
+    """Whether every release the specifier admits is older than ``fixed``."""
+    limit = Version(fixed)
+    for clause in spec:
+        op, text = clause.operator, clause.version
+        try:
+            if op in ("==", "===") and not text.endswith(".*"):
+                if Version(text) < limit:
+                    return True
+            elif op in ("==", "~=") or op == "<":
+                # ==6.2.* admits up to 6.3 (exclusive), ~=5.4 up to 6, <6 up to 6
+                upper = _bump(text) if op != "<" else Version(text)
+                if upper <= limit:
+                    return True
+            elif op == "<=" and Version(text) < limit:
+                return True
+        except InvalidVersion:
+            continue
+    return False
+
+
+def _bump(text: str) -> Version:
+    # The exclusive upper end of "==X.Y.*" (X.(Y+1)) and of "~=X.Y.Z" (X.(Y+1)).
+    release = list(Version(text.removesuffix(".*")).release)
+    if not text.endswith(".*") and len(release) > 1:
+        release = release[:-1]
+    release[-1] += 1
+    return Version(".".join(map(str, release)))
 
 
 def _spec(text: str, where: str) -> list[tuple[SpecifierSet, str]]:
