@@ -191,6 +191,9 @@ def test_the_preferred_python_wins_unless_the_tree_asks_for_another() -> None:
     choice = choose_python(OFFLINE, {"setup.py": classifiers}, commit_date=RECENT, preferred="3.11")
     assert choice.python == "3.13"
     assert "names Python 3.12 at least (classifiers)" in choice.reason
+    # the date rules out 3.13, but the default was the pick anyway: not a reason
+    summer = choose_python(OFFLINE, {}, commit_date=date(2024, 8, 3), preferred="3.11")
+    assert summer.reason == "the default; nothing in the tree rules it out"
     old = ["pytest==6.2.4"]
     assert choose_python(OFFLINE, {}, old, "tox.ini", RECENT, preferred="3.11").python == "3.9"
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import configparser
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -115,13 +115,28 @@ def choose_python(
     pool = sorted(set(available), key=_key)
     if not pool:
         raise ValueError("no Python to choose from")
+
+    def pick(candidates: list[str]) -> str:
+        return preferred if preferred in candidates else candidates[-1]
+
     reasons: list[str] = []
-    pool = _require(pool, requires_python(files), reasons)
-    pool = _avoid_broken(pool, requirements, requirements_from, reasons)
-    hard = list(pool)
-    pool = _declared(pool, declared_versions(files), reasons)
-    pool = _released_by(pool, commit_date, reasons)
-    python = preferred if preferred in pool else pool[-1]
+    steps: list[Callable[[list[str], list[str]], list[str]]] = [
+        lambda pool, said: _require(pool, requires_python(files), said),
+        lambda pool, said: _avoid_broken(pool, requirements, requirements_from, said),
+        lambda pool, said: _declared(pool, declared_versions(files), said),
+        lambda pool, said: _released_by(pool, commit_date, said),
+    ]
+    hard = pool
+    for index, step in enumerate(steps):
+        said: list[str] = []
+        narrowed = step(pool, said)
+        # Only what changed the outcome is the reason: a cut below the pick is not.
+        if pick(narrowed) != pick(pool):
+            reasons += said
+        pool = narrowed
+        if index == 1:
+            hard = pool
+    python = pick(pool)
     fallbacks = [p for p in reversed(hard) if _key(p) < _key(python)]
     if not reasons:
         what = "the default" if python == preferred else "the newest available"
