@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 from conftest import TEST_INSTANCE, make_settings
 
+from runner.cli.main import runner_main
 from runner.config import Settings
 from runner.environments.images import BaseImage
 from runner.models import FixJob, Verdict
@@ -159,3 +160,22 @@ def test_a_no_op_on_python_39_is_rejected(runtime: Runtime, repo: Path) -> None:
     assert verdict.tests.fail_to_pass == []
     assert verdict.tests.still_failing == [REGRESSION]
     assert verdict.images.environment.python.startswith("3.9.")
+
+
+def test_images_build_python_39_builds_the_bullseye_base_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert runner_main(["images", "build", "--quiet", "--python", "3.9"]) == 0
+    assert runner_main(["images", "build", "--quiet", "--python", "3.9"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("fixrunner-base:py3.9-")
+    assert out[-1].endswith("up to date, nothing built")
+
+
+def test_images_build_of_a_python_no_offline_base_has_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert runner_main(["images", "build", "--quiet", "--python", "3.10"]) == 2
+    err = capsys.readouterr().err
+    assert "no offline base has Python 3.10" in err
+    assert "Traceback" not in err
