@@ -246,7 +246,7 @@ def test_computed_setup_py_asks_for_backend_metadata(tmp_path: Path, plain: Sett
         },
     )
     plan = detect(repo, plain)
-    assert plan.metadata_extras is not None and plan.metadata_extras[0] == "tests"
+    assert plan.metadata_extras == ["tests"]
     assert any("build backend's metadata" in note for note in plan.notes)
     literal = make_repo(
         tmp_path / "literal",

@@ -12,6 +12,7 @@ import json
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ import structlog
 from runner.common.files import file_lock, read_inside
 from runner.common.hostenv import host_env
 from runner.config import Settings
-from runner.environments.dependencies import ResolvedEnvironment, detect, resolve
+from runner.environments.backendmeta import with_backend_metadata
+from runner.environments.dependencies import InstallPlan, ResolvedEnvironment, detect, resolve
 from runner.environments.imagebuild import PROJECT_FILES, EnvBuild, EnvImage, InstallMode, git_argv
 from runner.environments.images import BaseImage, base_python
 from runner.environments.requirements import MANIFEST_MAX_BYTES
@@ -48,9 +50,15 @@ def describe_environment(
     repo_key: str = "",
     commit_date: datetime | None = None,
     python: str | None = None,
+    metadata: Callable[[InstallPlan], InstallPlan] | None = None,
 ) -> ResolvedEnvironment:
-    """Detect and resolve a checkout's environment without building anything."""
+    """Detect and resolve a checkout's environment without building anything.
+
+    ``metadata`` reads a computed setup.py's requirements from its build backend.
+    """
     plan = detect(checkout, settings, repo_key)
+    if metadata is not None and plan.metadata_extras is not None:
+        plan = metadata(plan)
     return resolve(plan, settings, python or base_python(settings.images), commit_date)
 
 
@@ -115,7 +123,15 @@ def ensure_env_image(
     Setting ``cancel`` stops a build under way: its container is removed, ImageBuildError.
     """
     started = time.monotonic()
-    env = describe_environment(checkout, settings, repo_key, commit_date, python=base.python)
+
+    def metadata(plan: InstallPlan) -> InstallPlan:
+        return with_backend_metadata(
+            client, base, checkout, settings, plan, commit_date, job_id or "env-build"
+        )
+
+    env = describe_environment(
+        checkout, settings, repo_key, commit_date, python=base.python, metadata=metadata
+    )
     resolved_s = round(time.monotonic() - started, 2)
     digest = env_hash(base, env, checkout)
     tag = env_tag(settings, digest)

@@ -72,7 +72,9 @@ def detect(checkout: Path, settings: Settings, repo_key: str = "") -> InstallPla
         "origins": {line: origins.get(line, plan.label) for line in requirements},
     }
     if project.dynamic_metadata and install and plan.kind != "locked":
-        updates["metadata_extras"] = dedupe([*extras, *TEST_GROUPS])
+        # The extras the tooling names, else the test ones ("dev" usually adds docs and
+        # pre-commit, which the suite does not need).
+        updates["metadata_extras"] = list(extras) or [g for g in TEST_GROUPS if g != "dev"]
     pth = ["/work"]
     if (root / "src").is_dir():
         pth.append("/work/src")
