@@ -366,19 +366,26 @@ class EnvImage(Model):
     build_log_tail: str = Field(default="", description="Tail of the build's log.")
     notes: list[str] = Field(default_factory=list, description="Caveats of this build.")
 
+    def all_notes(self) -> list[str]:
+        """Detection's and resolution's notes, then the build's: added up, never replaced."""
+        return list(dict.fromkeys([*self.environment.notes, *self.notes]))
+
     def info(self) -> EnvironmentInfo:
         """The verdict's images.environment block."""
-        return self.environment.environment_info(python=self.python)
+        info = self.environment.environment_info(python=self.python)
+        return info.model_copy(update={"notes": self.all_notes()})
 
     def environment_json(self) -> dict[str, Any]:
         """The full record the pipeline puts in the job folder as environment.json."""
+        # The resolved environment has a "notes" field too: spread first, so the build's
+        # notes (an editable install that fell back to a .pth) are added, not overwritten.
         return {
+            **self.environment.model_dump(mode="json"),
             "image": self.tag,
             "image_id": self.id,
             "install_mode": self.install_mode,
             "python": self.python,
-            "notes": self.notes,
-            **self.environment.model_dump(mode="json"),
+            "notes": self.all_notes(),
         }
 
     def write_environment_json(self, folder: Path) -> Path:
