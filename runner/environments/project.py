@@ -209,3 +209,29 @@ def _setup_py_literals(source: str, extras: tuple[str, ...] = TEST_GROUPS) -> li
                 for extra in extras:
                     out += [str(x) for x in value.get(extra, [])]
     return out
+
+
+def project_name(root: Path, pyproject: dict[str, Any]) -> str:
+    """The distribution name, read statically ('' when the project computes it)."""
+    name = pyproject.get("project", {}).get("name") or pyproject.get("tool", {}).get(
+        "poetry", {}
+    ).get("name")
+    if name:
+        return str(name)
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(read_manifest(root, root / "setup.cfg") or "")
+    except configparser.Error:
+        parser = configparser.ConfigParser()
+    if parser.has_option("metadata", "name"):
+        return parser.get("metadata", "name")
+    try:
+        tree = ast.parse(read_manifest(root, root / "setup.py") or "")
+    except SyntaxError:
+        return ""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            for kw in node.keywords:
+                if kw.arg == "name" and isinstance(kw.value, ast.Constant):
+                    return str(kw.value.value)
+    return ""
