@@ -89,3 +89,58 @@ def test_scm_version_file_is_built_in_each_tree(run: Verify, scm_project: Projec
             note.startswith(f"project built in the {tree} tree") and "_version.py" in note
             for note in notes
         ), notes
+
+
+SPEED_C = r"""#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+static PyObject *add(PyObject *self, PyObject *args) {
+    long a, b;
+    if (!PyArg_ParseTuple(args, "ll", &a, &b)) return NULL;
+    return PyLong_FromLong(a - b);
+}
+
+static PyMethodDef methods[] = {{"add", add, METH_VARARGS, "Add."}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speed", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__speed(void) { return PyModule_Create(&module); }
+"""
+C_PROJECT = {
+    "setup.py": (
+        "from setuptools import Extension, setup\n\n"
+        'setup(name="cext", version="1.0", packages=["cext"],\n'
+        '      ext_modules=[Extension("cext._speed", ["cext/_speed.c"])])\n'
+    ),
+    "cext/__init__.py": "from cext._speed import add\n",
+    "cext/_speed.c": SPEED_C,
+    "tests/test_speed.py": (
+        "from cext import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\n"
+        "def test_add_zero():\n    assert add(2, 0) == 2\n"
+    ),
+    "requirements-test.txt": "pytest==8.3.5\nflake8==7.1.2\n",
+}
+C_FIX = {"cext/_speed.c": SPEED_C.replace("a - b", "a + b")}
+
+
+@pytest.fixture(scope="module")
+def c_project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    root = tmp_path_factory.mktemp("cext")
+    return Project.create(root, "cext", C_PROJECT, "add subtracts")
+
+
+def test_fix_in_a_c_extension_is_compiled_and_verified(run: Verify, c_project: Project) -> None:
+    verdict = run(
+        c_project.diff(C_FIX),
+        repo=str(c_project.repo),
+        fail_to_pass=["tests/test_speed.py::test_add"],
+    )
+    assert verdict.status == "verified", verdict.summary
+    assert verdict.tests.fail_to_pass == ["tests/test_speed.py::test_add"]
+    assert verdict.tests.baseline.passed == 1 and verdict.tests.candidate.passed == 2
+    notes = verdict.images.environment.notes
+    assert any("builder image" in note for note in notes), notes
+    for tree in ("baseline", "candidate"):
+        assert any(
+            note.startswith(f"project built in the {tree} tree") and "_speed.cpython" in note
+            for note in notes
+        ), notes

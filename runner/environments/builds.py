@@ -26,10 +26,12 @@ from runner.common.files import file_lock, read_inside
 from runner.common.hostenv import host_env
 from runner.config import Settings
 from runner.environments.backendmeta import with_backend_metadata
+from runner.environments.builder import ensure_builder_image
 from runner.environments.dependencies import InstallPlan, ResolvedEnvironment, detect, resolve
 from runner.environments.imagebuild import PROJECT_FILES, EnvBuild, EnvImage, InstallMode, git_argv
 from runner.environments.images import BaseImage, base_python
 from runner.environments.requirements import MANIFEST_MAX_BYTES
+from runner.environments.treebuild import C_EXTENSION, build_reasons
 from runner.environments.wheels import ensure_wheels
 from runner.errors import ImageBuildError
 from runner.sandbox.labels import (
@@ -132,6 +134,10 @@ def ensure_env_image(
     env = describe_environment(
         checkout, settings, repo_key, commit_date, python=base.python, metadata=metadata
     )
+    if C_EXTENSION in build_reasons(checkout):
+        # The per-tree build compiles it: start from the variant with gcc and headers.
+        base, note = ensure_builder_image(client, settings, base)
+        env = env.model_copy(update={"notes": [*env.notes, note]})
     resolved_s = round(time.monotonic() - started, 2)
     digest = env_hash(base, env, checkout)
     tag = env_tag(settings, digest)

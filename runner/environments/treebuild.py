@@ -51,6 +51,8 @@ if not had_build and os.path.isdir("build"):
 print("@@fixrunner-made@@" + json.dumps(sorted(walk() - before)))
 """
 MARK = "@@fixrunner-made@@"
+VERSION_FILE = "a version file written at build time (setuptools-scm or hatch-vcs)"
+C_EXTENSION = "a C extension"
 
 
 def build_reasons(checkout: Path) -> list[str]:
@@ -68,11 +70,11 @@ def build_reasons(checkout: Path) -> list[str]:
         or "version-file" in vcs_hook
         or re.search(r"\bwrite_to\b|\bversion_file\b", setup_py + setup_cfg)
     ):
-        reasons.append("a version file written at build time (setuptools-scm or hatch-vcs)")
+        reasons.append(VERSION_FILE)
     if tool.get("setuptools", {}).get("ext-modules") or re.search(
         r"\bext_modules\b|\bExtension\(", setup_py
     ):
-        reasons.append("a C extension")
+        reasons.append(C_EXTENSION)
     return reasons
 
 
