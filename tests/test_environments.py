@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -236,6 +237,7 @@ def test_broken_build_backend_falls_back_to_the_pth_file(
         {
             "setup.py": "raise SystemExit('this project cannot be built')\n",
             "broken/__init__.py": "VALUE = 7\n",
+            "requirements.txt": "iniconfig\nnot a requirement !!\n",
         },
     )
     image = ensure_env_image(
@@ -243,6 +245,13 @@ def test_broken_build_backend_falls_back_to_the_pth_file(
     )
     assert image.install_mode == "pth"
     assert any(note.startswith("editable install failed") for note in image.notes)
+    # The fallback reaches the verdict beside detection's notes, neither replacing the other.
+    for notes in (
+        image.info().notes,
+        json.loads(image.write_environment_json(tmp_path).read_text())["notes"],
+    ):
+        assert any(note.startswith("editable install failed") for note in notes)
+        assert "'not a requirement !!': not a requirement, skipped" in notes
     assert "install-project (exit 1" in image.build_log_tail
     assert "this project cannot be built" in image.build_log_tail
     spec = RunSpec(

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable
 
 from runner.core.asserts import assert_findings
+from runner.core.conftest_changes import conftest_findings
 from runner.core.paths import DEFAULT_TEST_GLOBS, glob_match, is_test_path
 from runner.models import FileChange, ParsedPatch, SourceChange
 
@@ -51,7 +52,9 @@ def weakening_findings(
     """
     globs = tuple(test_globs)
     protected = test_patch.paths() if test_patch else set()
+    sources = list(sources)
     texts = {s.path: s for s in sources if s.before is not None and s.after is not None}
+    after_texts = {s.path: s for s in sources if s.after is not None}
     source_added = [
         line
         for f in patch.files
@@ -63,7 +66,7 @@ def weakening_findings(
         paths = {change.path, *([change.old_path] if change.old_path else [])}
         if touched := sorted(paths & protected):
             findings.append(f"touches {', '.join(touched)} from the job's test patch")
-        findings += _harness(change)
+        findings += _harness(change, after_texts.get(change.path))
         findings += _markers(change)
         if any(is_test_path(p, globs) for p in paths):
             findings += _test_file(change, texts.get(change.path), source_added)
@@ -74,9 +77,17 @@ def weakening_findings(
     return findings
 
 
-def _harness(change: FileChange) -> list[str]:
+def _harness(change: FileChange, source: SourceChange | None = None) -> list[str]:
     name = change.path.rsplit("/", 1)[-1]
     old_name = (change.old_path or "").rsplit("/", 1)[-1]
+    if name == "conftest.py" and change.status in ("modified", "added") and source is not None:
+        # Both texts at hand: judged by what the change does (renamed or added fixtures
+        # are fine; hooks, plugins, removed asserts, no-op fixtures are not).
+        before = source.before if source.before is not None else ""
+        if change.status == "added" or source.before is not None:
+            found = conftest_findings(change.path, before, source.after or "")
+            if found is not None:
+                return found
     if name in _HARNESS_NAMES or old_name in _HARNESS_NAMES:
         return [f"{change.path}: changes the test harness ({name or old_name})"]
     if glob_match(change.path, _HARNESS_GLOBS) or glob_match(change.old_path or "", _HARNESS_GLOBS):

@@ -27,6 +27,8 @@ import structlog
 from runner.common.files import file_lock, read_inside
 from runner.common.hostenv import host_env
 from runner.config import Settings
+from runner.environments.backendmeta import with_backend_metadata
+from runner.environments.builder import ensure_builder_image
 from runner.environments.dependencies import InstallPlan, ResolvedEnvironment, detect, resolve
 from runner.environments.imagebuild import PROJECT_FILES, EnvBuild, EnvImage, InstallMode, git_argv
 from runner.environments.images import (
@@ -44,6 +46,7 @@ from runner.environments.interpreters import (
     choose_python,
 )
 from runner.environments.requirements import MANIFEST_MAX_BYTES, trim
+from runner.environments.treebuild import C_EXTENSION, build_reasons
 from runner.environments.wheels import ensure_wheels
 from runner.errors import ImageBuildError, ResolutionError
 from runner.sandbox.labels import (
@@ -67,14 +70,18 @@ def describe_environment(
     repo_key: str = "",
     commit_date: datetime | None = None,
     python: str | None = None,
+    metadata: Callable[[InstallPlan, str], InstallPlan] | None = None,
 ) -> ResolvedEnvironment:
     """Detect and resolve a checkout's environment without building anything.
 
     Without ``python`` the commit's Python is chosen from the tree's evidence (or
-    runner.toml's), and the resolved environment says which and why.
+    runner.toml's), and the resolved environment says which and why. ``metadata`` reads
+    a computed setup.py's requirements from its build backend, in a base of that Python.
     """
     plan = detect(checkout, settings, repo_key)
     if python is not None:
+        if metadata is not None and plan.metadata_extras is not None:
+            plan = metadata(plan, python)
         return resolve(plan, settings, python, commit_date, wheel_platform(settings.images, python))
     choice = choose_python(
         available_pythons(settings.images),
@@ -85,6 +92,8 @@ def describe_environment(
         fixed=_fixed_python(settings, repo_key),
         preferred=DEFAULT_PYTHON,
     )
+    if metadata is not None and plan.metadata_extras is not None:
+        plan = metadata(plan, choice.python)
     return _resolve_chosen(plan, settings, choice, commit_date)
 
 
@@ -101,7 +110,13 @@ def prepare_environment(
 ) -> tuple[BaseImage, EnvImage]:
     """Choose the commit's Python, then its base image (built on first need) and env image."""
     started = time.monotonic()
-    env = describe_environment(checkout, settings, repo_key, commit_date)
+
+    def metadata(plan: InstallPlan, python: str) -> InstallPlan:
+        return with_backend_metadata(
+            client, bases(python), checkout, settings, plan, commit_date, job_id or "env-build"
+        )
+
+    env = describe_environment(checkout, settings, repo_key, commit_date, metadata=metadata)
     resolved_s = round(time.monotonic() - started, 2)
     base = bases(env.python)
     image = ensure_env_image(
@@ -241,14 +256,24 @@ def ensure_env_image(
     ``environment`` (resolved for ``base.python``) skips the resolution.
     """
     started = time.monotonic()
+
+    def metadata(plan: InstallPlan, python: str) -> InstallPlan:
+        return with_backend_metadata(
+            client, base, checkout, settings, plan, commit_date, job_id or "env-build"
+        )
+
     env = environment or describe_environment(
-        checkout, settings, repo_key, commit_date, python=base.python
+        checkout, settings, repo_key, commit_date, python=base.python, metadata=metadata
     )
     if env.python != base.python:
         raise ImageBuildError(
             f"the environment was resolved for Python {env.python}, the base image "
             f"{base.tag} carries {base.python}"
         )
+    if C_EXTENSION in build_reasons(checkout):
+        # The per-tree build compiles it: start from the variant with gcc and headers.
+        base, note = ensure_builder_image(client, settings, base)
+        env = env.model_copy(update={"notes": [*env.notes, note]})
     resolved_s = round(time.monotonic() - started, 2)
     digest = env_hash(base, env, checkout)
     tag = env_tag(settings, digest)

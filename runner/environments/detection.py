@@ -15,9 +15,10 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from runner.config import Settings
+from runner.environments.declarations import declarations, requirement_files_below
 from runner.environments.locks import from_lock
 from runner.environments.plans import TEST_GROUPS, InstallPlan
-from runner.environments.project import project_info, project_requirements
+from runner.environments.project import project_info, project_requirements, setup_cfg_extras
 from runner.environments.requirements import (
     ParsedRequirements,
     dedupe,
@@ -42,25 +43,38 @@ def detect(checkout: Path, settings: Settings, repo_key: str = "") -> InstallPla
         or _from_pinned_files(root)
         or _from_declarations(root, pyproject)
     )
+    origins = dict.fromkeys(plan.requirements, plan.label)
+    if plan.kind in ("pinned", "declared"):
+        plan = _with_declarations(root, pyproject, plan, origins)
     override = _override_for(settings, repo_key)
     project = project_info(root, pyproject)
     requirements, install = list(plan.requirements), plan.install_project
+    extras: tuple[str, ...] = ()
     if plan.kind != "locked":
         requirements, self_extras, named = _split_self(requirements, pyproject)
         install = install or named
         extras = tuple(dedupe(plan.project_extras + self_extras))
-        requirements += project_requirements(pyproject, extras) if extras else []
+        if extras:
+            lines = project_requirements(pyproject, extras) + setup_cfg_extras(root, extras)
+            _add(requirements, origins, lines, f"project extras {', '.join(extras)}")
     if plan.kind in ("pinned", "declared") and project.installable:
         # Pinned test files (flask's requirements/tests.txt) omit the project's own
         # dependencies, which the project's install brings in.
         install = True
-        requirements += project.dependencies
+        where = ", ".join(project.files) or "the project"
+        _add(requirements, origins, project.dependencies, f"project dependencies ({where})")
     install = install and project.installable
+    requirements = dedupe(requirements)
     updates: dict[str, Any] = {
-        "requirements": dedupe(requirements),
+        "requirements": requirements,
         "install_project": install,
         "build_requires": project.build_requires if install else [],
+        "origins": {line: origins.get(line, plan.label) for line in requirements},
     }
+    if project.dynamic_metadata and install and plan.kind != "locked":
+        # The extras the tooling names, else the test ones ("dev" usually adds docs and
+        # pre-commit, which the suite does not need).
+        updates["metadata_extras"] = list(extras) or [g for g in TEST_GROUPS if g != "dev"]
     pth = ["/work"]
     if (root / "src").is_dir():
         pth.append("/work/src")
@@ -70,6 +84,50 @@ def detect(checkout: Path, settings: Settings, repo_key: str = "") -> InstallPla
     updates["files"] = dedupe(plan.files + project.files)
     updates["notes"] = plan.notes + project.notes
     return plan.model_copy(update=updates)
+
+
+def _add(requirements: list[str], origins: dict[str, str], lines: list[str], label: str) -> None:
+    for line in lines:
+        origins.setdefault(line, label)
+        requirements.append(line)
+
+
+def _with_declarations(
+    root: Path, pyproject: dict[str, Any], plan: InstallPlan, origins: dict[str, str]
+) -> InstallPlan:
+    # nox sessions, tox extras, hatch environments, poetry and pdm groups name what the
+    # tests need beside the winning file. A pinned test file is the suite's whole set:
+    # only the project extras it leaves out are added to it.
+    requirements, constraints = list(plan.requirements), list(plan.constraints)
+    extras, files, notes = list(plan.project_extras), list(plan.files), list(plan.notes)
+    install = plan.install_project
+    labels = []
+    for found in declarations(root, pyproject):
+        parsed = found.parsed
+        if plan.kind == "pinned" and not parsed.project_extras:
+            continue
+        if plan.kind == "declared":
+            _add(requirements, origins, parsed.requirements, found.label)
+            constraints += parsed.constraints
+        extras += parsed.project_extras
+        install = install or parsed.install_project
+        files += [found.label.split(" ")[0], *parsed.files]
+        notes += parsed.notes
+        labels.append(found.label)
+    label = plan.label
+    if plan.kind == "declared" and labels and plan.label == "declarations":
+        label = labels[0]
+    return plan.model_copy(
+        update={
+            "label": label,
+            "requirements": dedupe(requirements),
+            "constraints": dedupe(constraints),
+            "project_extras": dedupe(extras),
+            "install_project": install,
+            "files": dedupe(files),
+            "notes": notes,
+        }
+    )
 
 
 def _split_self(
@@ -122,8 +180,11 @@ def _from_pinned_files(root: Path) -> InstallPlan | None:
         *sorted(root.glob("requirements/test*.txt"), key=_plain_first),
         *sorted(root.glob("requirements-test*.txt"), key=_plain_first),
         root / "test-requirements.txt",
+        *requirement_files_below(root),
         root / "requirements/dev.txt",
         root / "requirements-dev.txt",
+        root / "requirements/dev.in",
+        root / "requirements-dev.in",
     ]
     for path in candidates:
         if path.is_file() and inside(root, path):

@@ -21,6 +21,7 @@ import requests.exceptions
 import structlog
 from docker.models.containers import Container
 from docker.types import LogConfig, Mount
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from pydantic import Field
 
@@ -29,6 +30,8 @@ from runner.common.hostenv import host_env
 from runner.config import Settings
 from runner.environments.dependencies import ResolvedEnvironment, uv_binary
 from runner.environments.images import BaseImage
+from runner.environments.project import project_name
+from runner.environments.requirements import read_toml
 from runner.environments.wheels import INSTALL_LIST
 from runner.errors import ImageBuildError
 from runner.models import EnvironmentInfo, Model
@@ -212,7 +215,7 @@ class EnvBuild:
         try:
             self._exec(container, "copy-project", ["python3", "-c", _COPY, SOURCE_MOUNT, "/work"])
             argv = self._install_argv(["--no-deps", "--no-build-isolation", "-e", "/work"])
-            env = {"SETUPTOOLS_SCM_PRETEND_VERSION": _scm_version(self.checkout)}
+            env = version_environment(self.checkout)
             self._exec(container, "install-project", argv, env=env)
         except ImageBuildError as exc:
             note = f"editable install failed, project importable via .pth only: {exc}"
@@ -366,19 +369,26 @@ class EnvImage(Model):
     build_log_tail: str = Field(default="", description="Tail of the build's log.")
     notes: list[str] = Field(default_factory=list, description="Caveats of this build.")
 
+    def all_notes(self) -> list[str]:
+        """Detection's and resolution's notes, then the build's: added up, never replaced."""
+        return list(dict.fromkeys([*self.environment.notes, *self.notes]))
+
     def info(self) -> EnvironmentInfo:
         """The verdict's images.environment block."""
-        return self.environment.environment_info(python=self.python)
+        info = self.environment.environment_info(python=self.python)
+        return info.model_copy(update={"notes": self.all_notes()})
 
     def environment_json(self) -> dict[str, Any]:
         """The full record the pipeline puts in the job folder as environment.json."""
+        # The resolved environment has a "notes" field too: spread first, so the build's
+        # notes (an editable install that fell back to a .pth) are added, not overwritten.
         return {
+            **self.environment.model_dump(mode="json"),
             "image": self.tag,
             "image_id": self.id,
             "install_mode": self.install_mode,
             "python": self.python,
-            "notes": self.notes,
-            **self.environment.model_dump(mode="json"),
+            "notes": self.all_notes(),
         }
 
     def write_environment_json(self, folder: Path) -> Path:
@@ -388,7 +398,19 @@ class EnvImage(Model):
         return path
 
 
-def _scm_version(checkout: Path) -> str:
+def version_environment(checkout: Path) -> dict[str, str]:
+    """SETUPTOOLS_SCM_PRETEND_VERSION and its _FOR_<DIST> form: a sandbox cannot read git."""
+    version = scm_version(checkout)
+    env = {"SETUPTOOLS_SCM_PRETEND_VERSION": version}
+    root = checkout.resolve()
+    name = project_name(root, read_toml(root, root / "pyproject.toml"))
+    if name:
+        dist = re.sub(r"[^A-Z0-9]", "_", canonicalize_name(name).upper())
+        env[f"SETUPTOOLS_SCM_PRETEND_VERSION_FOR_{dist}"] = version
+    return env
+
+
+def scm_version(checkout: Path) -> str:
     # setuptools-scm and hatch-vcs read the version from git, which the build copy
     # lacks; the newest tag on the host is the closest honest answer.
     try:

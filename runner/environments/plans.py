@@ -34,6 +34,14 @@ class InstallPlan(Model):
         default_factory=list, description="In-container dirs put on sys.path by a .pth file."
     )
     notes: list[str] = Field(default_factory=list, description="What detection skipped and why.")
+    origins: dict[str, str] = Field(
+        default_factory=dict, description="Per requirement line: the file or section it came from."
+    )
+    metadata_extras: list[str] | None = Field(
+        default=None,
+        description="Set when setup.py computes its requirements: the extras to read from "
+        "the build backend's metadata (PEP 517, in a sandbox).",
+    )
 
 
 class ResolvedEnvironment(Model):
@@ -56,6 +64,9 @@ class ResolvedEnvironment(Model):
     pth_paths: list[str] = Field(default_factory=list, description="Dirs on sys.path via .pth.")
     files: list[str] = Field(default_factory=list, description="Repository files read.")
     notes: list[str] = Field(default_factory=list, description="Caveats worth reporting.")
+    origins: dict[str, str] = Field(
+        default_factory=dict, description="Per requirement line: where detection found it."
+    )
 
     @property
     def packages(self) -> dict[str, str]:

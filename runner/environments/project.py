@@ -10,6 +10,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from pydantic import Field
 
+from runner.environments.declarations import poetry_requirement
 from runner.environments.plans import TEST_GROUPS
 from runner.environments.requirements import (
     dedupe,
@@ -31,6 +32,8 @@ class _Project(Model):
     build_requires: list[str] = Field(default_factory=list)
     files: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    # setup.py computes its requirements: only the build backend can say what they are.
+    dynamic_metadata: bool = False
 
 
 def project_info(root: Path, pyproject: dict[str, Any]) -> _Project:
@@ -49,12 +52,24 @@ def project_info(root: Path, pyproject: dict[str, Any]) -> _Project:
         dynamic = pyproject["project"].get("dynamic", [])
         if "dependencies" not in dynamic:
             has_setup = False
+    poetry = pyproject.get("tool", {}).get("poetry", {})
+    if not has_project and isinstance(poetry.get("dependencies"), dict):
+        # Poetry 1 projects declare their runtime dependencies in [tool.poetry].
+        for name, spec in poetry["dependencies"].items():
+            if name.lower() != "python":
+                deps += poetry_requirement(name, spec)
+    dynamic = False
     if has_setup:
         cfg_deps, cfg_files = _setup_requirements(root)
         deps += cfg_deps
         files += cfg_files
-        if not cfg_deps and present(root / "setup.py"):
-            notes.append("setup.py: install_requires is not a literal; dependencies not read")
+        setup = read_manifest(root, root / "setup.py")
+        if setup is not None and _setup_py_computed(setup):
+            dynamic = True
+            notes.append(
+                "setup.py: install_requires or extras_require is not a literal; "
+                "read from the build backend's metadata instead"
+            )
     system = pyproject.get("build-system", {})
     build = system.get("requires")
     build_requires = [str(x) for x in build] if build else list(LEGACY_BUILD_REQUIRES)
@@ -73,6 +88,7 @@ def project_info(root: Path, pyproject: dict[str, Any]) -> _Project:
         build_requires=build_requires,
         files=files,
         notes=notes,
+        dynamic_metadata=dynamic,
     )
 
 
@@ -134,7 +150,46 @@ def _setup_requirements(root: Path) -> tuple[list[str], list[str]]:
     return deps, files
 
 
-def _setup_py_literals(source: str) -> list[str]:
+def setup_cfg_extras(root: Path, extras: tuple[str, ...]) -> list[str]:
+    """The requirements of the named extras in setup.cfg and in setup.py's literal call."""
+    out: list[str] = []
+    cfg_text = read_manifest(root, root / "setup.cfg")
+    if cfg_text is not None:
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read_string(cfg_text)
+        except configparser.Error:
+            parser = configparser.ConfigParser()
+        for extra in extras:
+            if parser.has_option("options.extras_require", extra):
+                out += split_lines(parser.get("options.extras_require", extra))
+    setup = read_manifest(root, root / "setup.py")
+    if setup is not None:
+        out += _setup_py_literals(setup, extras)
+    return out
+
+
+def _setup_py_computed(source: str) -> bool:
+    # A setup() keyword that names requirements but is not a literal (attrs builds
+    # EXTRAS_REQUIRE with code): parsing cannot know its value.
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return True
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] == "setup":
+            for kw in node.keywords:
+                if kw.arg is None:
+                    return True
+                if kw.arg in ("install_requires", "extras_require", "tests_require"):
+                    try:
+                        ast.literal_eval(kw.value)
+                    except (ValueError, TypeError):
+                        return True
+    return False
+
+
+def _setup_py_literals(source: str, extras: tuple[str, ...] = TEST_GROUPS) -> list[str]:
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -151,6 +206,32 @@ def _setup_py_literals(source: str) -> list[str]:
             if kw.arg in ("install_requires", "tests_require") and isinstance(value, list):
                 out += [str(x) for x in value]
             elif kw.arg == "extras_require" and isinstance(value, dict):
-                for extra in TEST_GROUPS:
+                for extra in extras:
                     out += [str(x) for x in value.get(extra, [])]
     return out
+
+
+def project_name(root: Path, pyproject: dict[str, Any]) -> str:
+    """The distribution name, read statically ('' when the project computes it)."""
+    name = pyproject.get("project", {}).get("name") or pyproject.get("tool", {}).get(
+        "poetry", {}
+    ).get("name")
+    if name:
+        return str(name)
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(read_manifest(root, root / "setup.cfg") or "")
+    except configparser.Error:
+        parser = configparser.ConfigParser()
+    if parser.has_option("metadata", "name"):
+        return parser.get("metadata", "name")
+    try:
+        tree = ast.parse(read_manifest(root, root / "setup.py") or "")
+    except SyntaxError:
+        return ""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            for kw in node.keywords:
+                if kw.arg == "name" and isinstance(kw.value, ast.Constant):
+                    return str(kw.value.value)
+    return ""

@@ -93,6 +93,7 @@ def resolve(
         pth_paths=plan.pth_paths,
         files=plan.files,
         notes=notes,
+        origins=plan.origins,
     )
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)

@@ -124,6 +124,11 @@ class EnvironmentInfo(Model):
     )
     tools: dict[str, str] = Field(default_factory=dict)
     packages: dict[str, str] = Field(default_factory=dict)
+    notes: list[str] = Field(
+        default_factory=list,
+        description="Caveats of detection, resolution and the image build (a fallback taken, "
+        "a declaration skipped), in the order they arose.",
+    )
 
 
 class ImagesInfo(Model):

@@ -31,6 +31,7 @@ from runner.core.suite import (
     compare,
 )
 from runner.environments.builds import commit_date, prepare_environment
+from runner.environments.treebuild import build_reasons, build_trees
 from runner.errors import (
     CandidateError,
     InfrastructureError,
@@ -244,7 +245,22 @@ def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event 
             update={"applied_with": applied, "sources": sources}
         )
         baseline_tree = tree_id(baseline_dir)
+    _build_trees(state, runtime, {"baseline": baseline_dir, "candidate": candidate_dir}, cancel)
     _runs(state, runtime, baseline_dir, candidate_dir, baseline_tree, parsed, cancel)
+
+
+def _build_trees(
+    state: Job, runtime: Runtime, trees: dict[str, Path], cancel: threading.Event | None
+) -> None:
+    # A version file or a C extension exists only once the project is built: build each
+    # tree in place (the candidate's own sources), and say so in the environment notes.
+    reasons = build_reasons(trees["baseline"])
+    if not reasons or state.env is None:
+        return
+    with state.phase("build", "building the project in each tree"):
+        notes = build_trees(runtime.sandbox, state.env, trees, state.job_id, cancel)
+    state.env.notes += [f"each tree built before its tests: {', '.join(reasons)}", *notes]
+    state.env.write_environment_json(state.folder)
 
 
 def _apply(
