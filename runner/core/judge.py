@@ -9,7 +9,8 @@ from __future__ import annotations
 from runner.core.harness import harness_check
 from runner.core.paths import glob_match, is_test_path
 from runner.core.policy import REPRO_CHECKS, Policy
-from runner.core.suppression import reported_error, suppressions
+from runner.core.reproduction import standings
+from runner.core.suppression import reported_error, reported_types, suppressions
 from runner.core.weakening import weakening_findings
 from runner.models import (
     Check,
@@ -174,7 +175,25 @@ def _reproduced(evidence: Evidence) -> Check:
         )
     if not fixed:
         return Check(name="reproduced", passed=False, detail="no test went from failing to passing")
-    return Check(name="reproduced", passed=True, detail=f"fail_to_pass: {_ids(sorted(fixed))}")
+    # evidence, not ceremony: the test must have shown the bug on the baseline
+    ranks = standings(evidence, reported_types(evidence))
+    counted = [s.test_id for s in ranks if s.counts]
+    ceremony = [s for s in ranks if not s.counts]
+    named = set(evidence.fail_to_pass_ids)
+    refused = [s for s in ceremony if s.test_id in named]
+    if not counted or refused:
+        whys = [s.why for s in (refused or ceremony)]
+        return Check(
+            name="reproduced",
+            passed=False,
+            detail=f"no fail-to-pass test shows the bug: {_ids(whys, 3)}"
+            if not counted
+            else f"a named fail-to-pass test shows no bug: {_ids(whys, 3)}",
+        )
+    detail = f"fail_to_pass: {_ids(sorted(counted))}"
+    if ceremony:
+        detail += f" (not counted: {_ids([s.why for s in ceremony], 3)})"
+    return Check(name="reproduced", passed=True, detail=detail)
 
 
 def _why_not_fixed(test_id: str, base: SuiteRun | None, cand: SuiteRun) -> str:
