@@ -11,6 +11,8 @@ with a testing module do. Real engine, real git repository, real diffs.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import docker
 import pytest
 from conftest import TEST_INSTANCE, make_settings
@@ -18,6 +20,8 @@ from test_pipeline import Project, Verify, checks, failed, validated
 
 from runner.environments.images import BaseImage
 from runner.models import FixJob, Verdict
+from runner.reports.github import render_summary
+from runner.reports.text import fact_rows
 from runner.verify.pipeline import Runtime, verify
 
 pytestmark = pytest.mark.docker
@@ -142,11 +146,43 @@ def rejected_by_evidence(verdict: Verdict, test_id: str, why: str) -> None:
     assert f"reproduced (no fail-to-pass test shows the bug: {test_id} {why}" in verdict.summary
 
 
-def test_right_fix_is_verified(run: Verify, project: Project) -> None:
+COVERAGE = (
+    "patch coverage: 1/2 changed lines executed by fail-to-pass tests; "
+    "hunk pricing/discount.py:20 not executed"
+)
+
+
+def test_right_fix_is_verified_with_its_patch_coverage(run: Verify, project: Project) -> None:
     verdict = run(project.diff(RIGHT_FIX))
     assert verdict.status == "verified", verdict.summary
     assert verdict.tests.fail_to_pass == [REGRESSION]
     assert checks(verdict)["reproduced"].detail == f"fail_to_pass: {REGRESSION}"
+    # the test runs apply_discount's new line, not label's (its own hunk): informational
+    coverage = verdict.patch_coverage
+    assert coverage is not None and coverage.measured, coverage
+    assert coverage.tests == [REGRESSION]
+    (only,) = coverage.files
+    assert (only.path, only.changed_lines, only.executed_lines) == (
+        "pricing/discount.py",
+        [6, 20],
+        [6],
+    )
+    assert only.unexecuted_hunks == ["20"]
+    assert coverage.line() == COVERAGE
+    assert "patch_coverage" not in checks(verdict)
+    assert ("patch coverage", COVERAGE.split(": ", 1)[1]) in fact_rows(verdict)
+    assert COVERAGE in render_summary(verdict)
+
+
+def test_min_patch_coverage_makes_it_blocking(
+    run: Verify, project: Project, tmp_path: Path
+) -> None:
+    policy = tmp_path / "covered.toml"
+    policy.write_text('name = "covered"\nmin_patch_coverage = 80\n', encoding="utf-8")
+    verdict = run(project.diff(RIGHT_FIX), policy=str(policy))
+    assert verdict.status == "rejected", verdict.summary
+    assert "patch_coverage" in failed(verdict)
+    assert f"patch_coverage ({COVERAGE} (50% < 80%))" in verdict.summary
 
 
 def test_a_test_failing_only_at_setup_is_not_evidence(run: Verify, project: Project) -> None:

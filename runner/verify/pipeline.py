@@ -60,6 +60,7 @@ from runner.verify.reruns import (
     early_rerun_ids,
     early_result,
     run_reruns,
+    traced_files,
 )
 from runner.verify.runs import (
     rerun,
@@ -299,7 +300,15 @@ def _runs(
                 state,
                 "reruns-early",
                 lambda: rerun(
-                    state, runtime, early_tree, EARLY_PHASE, command, early_ids, cancel, cached
+                    state,
+                    runtime,
+                    early_tree,
+                    EARLY_PHASE,
+                    command,
+                    early_ids,
+                    cancel,
+                    cached,
+                    traced_files(state),
                 ),
             )
         repro_futures = [
