@@ -16,7 +16,7 @@ from pathlib import Path
 import docker
 import pytest
 from conftest import TEST_INSTANCE, make_settings
-from test_pipeline import Project, Verify, checks, failed, validated
+from test_pipeline import Project, Verify, checks, commit, failed, git, validated
 
 from runner.environments.images import BaseImage
 from runner.models import FixJob, Verdict
@@ -112,10 +112,28 @@ COLLECTION = {
 }
 
 
+# Branch missing-fixture: a test that asks for a fixture nobody defined (a bug in the tests).
+CART = "tests/test_cart.py::test_cart_total"
+CART_TEST = (
+    "from pricing.discount import total\n\n\ndef test_cart_total(two_prices):\n"
+    "    assert total(two_prices) == 2.5\n"
+)
+CONFTEST_FIX = {
+    "tests/conftest.py": PROJECT["tests/conftest.py"]
+    + '\nimport pytest\n\n\n@pytest.fixture\ndef two_prices():\n    """Two prices."""\n'
+    "    return [1.25, 1.25]\n"
+}
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     root = tmp_path_factory.mktemp("pricing")
-    return Project.create(root, "pricing", PROJECT, "apply_discount takes an amount off")
+    made = Project.create(root, "pricing", PROJECT, "apply_discount takes an amount off")
+    git(made.repo, "checkout", "-q", "-b", "missing-fixture")
+    commit(made.repo, {"tests/test_cart.py": CART_TEST}, "a test whose fixture is missing")
+    git(made.repo, "checkout", "-q", "main")
+    git(made.scratch, "fetch", "-q", "origin")
+    return made
 
 
 @pytest.fixture(scope="module")
@@ -228,3 +246,29 @@ def test_a_test_failing_at_collection_is_not_evidence(run: Verify, project: Proj
         test_id,
         "fails on the baseline at collection (ImportError: cannot import name 'percent_off'",
     )
+
+
+# --------------------------------------------------------------------------- item 7
+
+
+def test_a_fix_in_the_tests_is_verified_with_the_failing_test_named(
+    run: Verify, project: Project
+) -> None:
+    patch = project.diff(CONFTEST_FIX, base="missing-fixture")
+    verdict = run(patch, base="missing-fixture", fail_to_pass=[CART])
+    assert verdict.status == "verified", verdict.summary
+    assert verdict.tests.fail_to_pass == [CART]
+    assert f"{CART} named with --fail-to-pass (setup: fixture 'two_prices' not found)" in (
+        checks(verdict)["reproduced"].detail
+    )
+    assert checks(verdict)["tests_not_weakened"].passed  # a conftest that only adds a fixture
+    assert verdict.patch_coverage is None  # no source line changed
+
+
+def test_a_fix_in_the_tests_without_the_test_named_shows_nothing(
+    run: Verify, project: Project
+) -> None:
+    # the fixture lands in both trees: no test fails before and passes after
+    verdict = run(project.diff(CONFTEST_FIX, base="missing-fixture"), base="missing-fixture")
+    assert verdict.status == "rejected", verdict.summary
+    assert "reproduced (no test went from failing to passing)" in verdict.summary

@@ -8,7 +8,15 @@ from runner.core.asserts import test_checks_outcome, test_written
 from runner.core.comparison import compare
 from runner.core.grading import grade
 from runner.core.reproduction import standings
-from runner.models import Evidence, JUnitReport, SourceChange, TestResult
+from runner.core.weakening import weakening_findings
+from runner.models import (
+    Evidence,
+    FileChange,
+    JUnitReport,
+    ParsedPatch,
+    SourceChange,
+    TestResult,
+)
 
 T = "tests/test_x.py::test_y"
 BEFORE = "def test_other():\n    assert 1\n"
@@ -132,3 +140,43 @@ def test_written_means_added_or_changed() -> None:
     assert not test_written(old, "import os\n\n\n" + old, "test_y")
     assert test_written(old, old.replace("1", "2"), "test_y")
     assert test_written(None, old, "test_y")
+
+
+# --------------------------------------------------------------------------- conftest fixes
+
+CONFTEST = "import pytest\n\n\n@pytest.fixture\ndef cart():\n    return []\n"
+
+
+def conftest_findings(after: str, before: str | None = CONFTEST) -> list[str]:
+    change = FileChange(path="tests/conftest.py", status="modified" if before else "added")
+    patch = ParsedPatch(text="", files=[change])
+    source = SourceChange(path="tests/conftest.py", before=before, after=after)
+    return weakening_findings(patch, sources=[source])
+
+
+@pytest.mark.parametrize(
+    "added",
+    [
+        "\n\n@pytest.fixture\ndef prices():\n    return [1]\n",
+        "\n\n@pytest.fixture(scope='module')\ndef prices():\n    return [1]\n",
+        "\nimport os\n\n\n@fixture\ndef prices():\n    return [os.sep]\n",
+    ],
+)
+def test_a_conftest_that_only_adds_fixtures_is_not_a_harness_change(added: str) -> None:
+    assert conftest_findings(CONFTEST + added) == []
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        CONFTEST + "\n\n@pytest.fixture(autouse=True)\ndef quiet():\n    yield\n",
+        CONFTEST + "\n\ndef pytest_collection_modifyitems(items):\n    items.clear()\n",
+        CONFTEST + "\n\n@pytest.fixture\ndef monkeypatch():\n    return None\n",
+        CONFTEST + "\n\n@pytest.fixture(name='caplog')\ndef quiet():\n    return None\n",
+        CONFTEST.replace("return []", "return [1]"),  # an existing fixture changed
+        CONFTEST + "\nFLAG = True\n",
+    ],
+    ids=["autouse", "hook", "builtin-name", "builtin-renamed", "changed", "statement"],
+)
+def test_any_other_conftest_change_stays_a_harness_change(after: str) -> None:
+    assert any("changes the test harness (conftest.py)" in f for f in conftest_findings(after))

@@ -196,6 +196,9 @@ def _reproduced(evidence: Evidence) -> Check:
             else f"a named fail-to-pass test shows no bug: {_ids(whys, 3)}",
         )
     detail = f"fail_to_pass: {_ids(sorted(counted))}"
+    vouched = [s.why for s in ranks if s.vouched]
+    if vouched:
+        detail += f" ({_ids(vouched, 3)})"
     if ceremony:
         detail += f" (not counted: {_ids([s.why for s in ceremony], 3)})"
     return Check(name="reproduced", passed=True, detail=detail)

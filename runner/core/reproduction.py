@@ -31,6 +31,7 @@ class Standing:
     test_id: str
     counts: bool
     why: str
+    vouched: bool = False  # counted on the job's word (--fail-to-pass), not its own failure
 
 
 def standings(evidence: Evidence, reported: Iterable[str]) -> list[Standing]:
@@ -65,11 +66,23 @@ def _standing(
     vouched: bool,
     texts: dict[str, SourceChange],
 ) -> Standing:
+    own = _own_standing(test_id, result, crash, texts)
+    phase = result.phase or ("call" if result.outcome == "failed" else "setup")
+    if own.counts or not vouched or phase not in ("setup", "call"):
+        return own
+    got = _what_failed(result) or result.exception_type or "no message"
+    return Standing(
+        test_id, True, f"{test_id} named with --fail-to-pass ({phase}: {got})", vouched=True
+    )
+
+
+def _own_standing(
+    test_id: str, result: TestResult, crash: set[str], texts: dict[str, SourceChange]
+) -> Standing:
+    """The standing a test earns by its own failure, whoever named it."""
     phase = result.phase or ("call" if result.outcome == "failed" else "setup")
     raised = (result.exception_type or "").rsplit(".", 1)[-1]
     got = _what_failed(result) or raised or "no message"
-    if vouched and phase in ("setup", "call"):
-        return Standing(test_id, True, f"{test_id} named with --fail-to-pass ({phase}: {got})")
     if phase != "call":
         return Standing(
             test_id, False, f"{test_id} fails on the baseline at {phase} ({got}): not evidence"

@@ -5,6 +5,7 @@ Pure: a ParsedPatch in, findings (one line each) out.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterable
 
@@ -52,6 +53,7 @@ def weakening_findings(
     globs = tuple(test_globs)
     protected = test_patch.paths() if test_patch else set()
     texts = {s.path: s for s in sources if s.before is not None and s.after is not None}
+    changes = {s.path: s for s in sources}
     source_added = [
         line
         for f in patch.files
@@ -63,7 +65,8 @@ def weakening_findings(
         paths = {change.path, *([change.old_path] if change.old_path else [])}
         if touched := sorted(paths & protected):
             findings.append(f"touches {', '.join(touched)} from the job's test patch")
-        findings += _harness(change)
+        if not _adds_fixtures_only(change, changes.get(change.path)):
+            findings += _harness(change)
         findings += _markers(change)
         if any(is_test_path(p, globs) for p in paths):
             findings += _test_file(change, texts.get(change.path), source_added)
@@ -72,6 +75,83 @@ def weakening_findings(
         ):
             findings.append(f"{change.path}: source code imports pytest or its internals")
     return findings
+
+
+def _adds_fixtures_only(change: FileChange, texts: SourceChange | None) -> bool:
+    """A conftest.py change that only adds fixtures (and imports): the fix may be there.
+
+    A missing fixture is a bug whose fix belongs in the tests. Anything else in a conftest
+    (a changed or removed statement, a hook, an autouse fixture) is a harness change.
+    """
+    if change.path.rsplit("/", 1)[-1] != "conftest.py" or change.status not in (
+        "added",
+        "modified",
+    ):
+        return False
+    if texts is None or texts.after is None:
+        return False
+    try:
+        before = ast.parse(texts.before or "").body
+        after = ast.parse(texts.after).body
+    except (SyntaxError, ValueError):
+        return False
+    kept = [ast.dump(node) for node in before]
+    for node in after:
+        key = ast.dump(node)
+        if key in kept:
+            kept.remove(key)
+        elif not (isinstance(node, ast.Import | ast.ImportFrom) or _plain_fixture(node)):
+            return False
+    return not kept  # every statement the base had is still there, unchanged
+
+
+# pytest's own fixtures: a conftest fixture of the same name replaces them for every test.
+_BUILTIN_FIXTURES = frozenset(
+    {
+        "cache",
+        "capfd",
+        "capfdbinary",
+        "caplog",
+        "capsys",
+        "capsysbinary",
+        "doctest_namespace",
+        "monkeypatch",
+        "pytestconfig",
+        "record_property",
+        "record_testsuite_property",
+        "record_xml_attribute",
+        "recwarn",
+        "request",
+        "tmp_path",
+        "tmp_path_factory",
+        "tmpdir",
+        "tmpdir_factory",
+    }
+)
+
+
+def _plain_fixture(node: ast.stmt) -> bool:
+    """A function decorated as a pytest fixture: not autouse, no hook, no builtin's name."""
+    if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        return False
+    if node.name.startswith("pytest_") or node.name in _BUILTIN_FIXTURES:
+        return False
+    for decorator in node.decorator_list:
+        call = decorator if isinstance(decorator, ast.Call) else None
+        target = call.func if call is not None else decorator
+        name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+        if name != "fixture":
+            continue
+        keywords = {k.arg: k.value for k in (call.keywords if call else [])}
+        autouse, renamed = keywords.get("autouse"), keywords.get("name")
+        if autouse is not None and not (
+            isinstance(autouse, ast.Constant) and autouse.value is False
+        ):
+            return False
+        return renamed is None or (
+            isinstance(renamed, ast.Constant) and renamed.value not in _BUILTIN_FIXTURES
+        )
+    return False
 
 
 def _harness(change: FileChange) -> list[str]:

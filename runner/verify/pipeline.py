@@ -196,7 +196,12 @@ def _intake(state: Job) -> tuple[ParsedPatch, ParsedPatch | None, str, str]:
             except PatchError as exc:
                 raise PatchError(f"the test patch: {exc}", check=exc.check) from exc
             state.evidence = state.evidence.model_copy(update={"test_patch": test_parsed})
-        test_part, _ = split_test_part(parsed, None, state.policy.test_globs)
+        test_part, source_part = split_test_part(parsed, None, state.policy.test_globs)
+        if not source_part and state.job.fail_to_pass:
+            # A fix that lives in the tests (a missing fixture): applied to both trees it
+            # would leave nothing to compare, so the baseline stays the base commit, where
+            # the tests the job names show the failure.
+            test_part = ""
         check_expected(state.job.expect_error)
         for command in state.job.repro:
             split_command(command)
