@@ -25,10 +25,12 @@ class Check(Model):
     """One named rule of the policy and whether the candidate met it."""
 
     name: str = Field(
-        description="The rule: applies, reproduced, reproduced_by_command (with repro "
-        "commands), no_regressions, lint, scope, tests_not_weakened (asserts compared "
-        "structurally), error_not_suppressed (no added handler hides the reported error; "
-        "schema 1.2). Other names may be added."
+        description="The rule: applies, reproduced (a fail-to-pass test that fails on the "
+        "baseline in its call phase with an assertion or the reported exception; schema 1.2), "
+        "reproduced_by_command (with repro commands), no_regressions, lint, scope, "
+        "tests_not_weakened (asserts compared structurally), error_not_suppressed (no added "
+        "handler hides the reported error; schema 1.2), harness_untouched, patch_coverage "
+        "(with the policy's min_patch_coverage; schema 1.2). Other names may be added."
     )
     passed: bool
     detail: str = Field(default="", description="Why it passed or failed, for a person.")
