@@ -13,7 +13,7 @@ import ast
 import re
 from collections.abc import Iterable, Iterator
 
-__all__ = ["assert_findings"]
+__all__ = ["assert_findings", "test_checks_outcome", "test_written"]
 
 _MAX_SOURCE_CHARS = 2_000_000
 # What a comparison may become without checking less: same operator, or none weaker.
@@ -162,3 +162,77 @@ def _literal(node: ast.expr) -> bool:
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return False
     return True
+
+
+# What checks an outcome besides ``assert``: pytest's raises/warns/fail, unittest's
+# self.assert*/self.fail*, and mock's assert_called*/assert_awaited*/assert_has_calls.
+_CHECKING_CALLS = re.compile(
+    r"^(?:raises|warns|deprecated_call|fail|assert_\w+|assert[A-Z]\w*|fail\w*)$"
+)
+
+
+def test_checks_outcome(text: str, qualname: str) -> bool | None:
+    """Whether test ``qualname`` (``Class.test_x``) asserts anything; None when not found.
+
+    An ``assert``, ``pytest.raises``/``warns``/``fail``, a unittest ``self.assert*`` or a
+    mock ``assert_*`` call counts, in the test or in a helper of its module it calls.
+    """
+    if len(text) > _MAX_SOURCE_CHARS:
+        return None
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+    functions = dict(_functions(tree, ""))
+    top = {name: node for name, node in functions.items() if "." not in name}
+    node = functions.get(qualname)
+    if node is None:
+        return None
+    seen: set[str] = set()
+    todo = [node]
+    while todo:
+        current = todo.pop()
+        for child in ast.walk(current):
+            if isinstance(child, ast.Assert):
+                return True
+            if not isinstance(child, ast.Call):
+                continue
+            name = _call_name(child.func)
+            if name is not None and _CHECKING_CALLS.match(name):
+                return True
+            # one module's helpers (check_result(x)) assert for the tests that call them
+            if name in top and name not in seen:
+                seen.add(name)
+                todo.append(top[name])
+    return False
+
+
+test_checks_outcome.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def _call_name(func: ast.expr) -> str | None:
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return None
+
+
+def test_written(before: str | None, after: str, qualname: str) -> bool:
+    """Whether the candidate added test ``qualname`` or changed its body."""
+    old = _function_dump(before, qualname) if before is not None else None
+    return old is None or old != _function_dump(after, qualname)
+
+
+test_written.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def _function_dump(text: str, qualname: str) -> str | None:
+    if len(text) > _MAX_SOURCE_CHARS:
+        return None
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+    node = dict(_functions(tree, "")).get(qualname)
+    return ast.dump(node) if node is not None else None

@@ -3,7 +3,8 @@
 Pure: the file's text before and after in, findings out. Renaming or adding fixtures
 and helpers is fine. Weakening is what changes how tests are run or judged: a pytest
 hook added or changed (reporting, collection, outcomes), a plugin loaded, an assert
-removed, a fixture whose body became a no-op, tests dropped from collection.
+removed, a fixture whose body became a no-op, tests dropped from collection, a fixture
+that runs for every test unasked (autouse) or replaces one of pytest's own.
 """
 
 from __future__ import annotations
@@ -15,6 +16,29 @@ __all__ = ["conftest_findings"]
 _MAX_SOURCE_CHARS = 2_000_000
 # Module-level names that change what is collected or loaded.
 _COLLECTION_NAMES = ("pytest_plugins", "collect_ignore", "collect_ignore_glob")
+# pytest's own fixtures: a conftest fixture of the same name replaces them for every test.
+_BUILTIN_FIXTURES = frozenset(
+    {
+        "cache",
+        "capfd",
+        "capfdbinary",
+        "caplog",
+        "capsys",
+        "capsysbinary",
+        "doctest_namespace",
+        "monkeypatch",
+        "pytestconfig",
+        "record_property",
+        "record_testsuite_property",
+        "record_xml_attribute",
+        "recwarn",
+        "request",
+        "tmp_path",
+        "tmp_path_factory",
+        "tmpdir",
+        "tmpdir_factory",
+    }
+)
 
 
 def conftest_findings(path: str, before: str, after: str) -> list[str] | None:
@@ -39,6 +63,14 @@ def conftest_findings(path: str, before: str, after: str) -> list[str] | None:
         # A fixture kept by name whose body now does nothing: what it set up is gone.
         if _no_op(body) and name in old_fixtures and not _no_op(old_fixtures[name]):
             findings.append(f"{path}: fixture {name} now does nothing")
+        if old_fixtures.get(name) != body and name in _BUILTIN_FIXTURES:
+            findings.append(f"{path}: fixture {name} replaces pytest's own")
+    old_autouse, new_autouse = _autouse(old), _autouse(new)
+    changed_autouse = sorted(n for n, text in new_autouse.items() if old_autouse.get(n) != text)
+    if changed_autouse:
+        findings.append(
+            f"{path}: adds or changes autouse fixture(s) {', '.join(changed_autouse)}"
+        )
     return findings
 
 
@@ -79,7 +111,31 @@ def _fixtures(tree: ast.Module) -> dict[str, list[ast.stmt]]:
         for deco in func.decorator_list:
             target = deco.func if isinstance(deco, ast.Call) else deco
             if ast.unparse(target).split(".")[-1] == "fixture":
-                out[func.name] = func.body
+                out[_fixture_name(func, deco)] = func.body
+    return out
+
+
+def _fixture_name(func: ast.FunctionDef | ast.AsyncFunctionDef, deco: ast.expr) -> str:
+    # @pytest.fixture(name="x") registers the fixture as x, whatever the function is called.
+    for keyword in deco.keywords if isinstance(deco, ast.Call) else []:
+        if keyword.arg == "name" and isinstance(keyword.value, ast.Constant):
+            return str(keyword.value.value)
+    return func.name
+
+
+def _autouse(tree: ast.Module) -> dict[str, str]:
+    """Fixtures marked autouse (by any value but a literal False), by name, as text."""
+    out = {}
+    for func in _functions(tree):
+        for deco in func.decorator_list:
+            if not isinstance(deco, ast.Call) or ast.unparse(deco.func).split(".")[-1] != "fixture":
+                continue
+            for keyword in deco.keywords:
+                value = keyword.value
+                if keyword.arg == "autouse" and not (
+                    isinstance(value, ast.Constant) and value.value is False
+                ):
+                    out[func.name] = ast.dump(func)
     return out
 
 

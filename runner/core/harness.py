@@ -20,7 +20,7 @@ __all__ = ["HARNESS_NAMES", "PLUGIN", "harness_check", "harness_findings"]
 
 PLUGIN = "fixrunner_harness"
 # Top-level names that would shadow the harness if the tree put them on sys.path first.
-HARNESS_NAMES = ("pytest", "_pytest", "pluggy", "py", PLUGIN)
+HARNESS_NAMES = ("pytest", "_pytest", "pluggy", "py", PLUGIN, "fixrunner_trace")
 # Folders whose top level can land on sys.path: the root, src/ and the test folders
 # (pytest's default import mode inserts a test file's first folder without __init__.py).
 _PATH_ROOTS = ("", "src", "tests", "test", "testing")
@@ -50,7 +50,9 @@ _DYNAMIC = re.compile(
     r"getattr\s*\(\s*(pytest|_pytest|pluggy)\b"
 )
 _STRING = re.compile(r"""[rbuf]*("([^"\\]|\\.)*"|'([^'\\]|\\.)*')""", re.IGNORECASE)
-_HARNESS_WORD = re.compile(r"(?<![A-Za-z0-9])(_?pytest|pluggy|fixrunner_harness|py)(?![A-Za-z0-9])")
+_HARNESS_WORD = re.compile(
+    r"(?<![A-Za-z0-9])(_?pytest|pluggy|fixrunner_harness|fixrunner_trace|py)(?![A-Za-z0-9])"
+)
 # Alerts that count when the candidate run shows them and the baseline does not.
 _RUNTIME = {
     "harness-reach": "non-test code imported a harness module",

@@ -100,11 +100,24 @@ def _fold(records: list[dict[str, Any]]) -> HarnessReport:
                     file=str(record.get("file", "")),
                 )
             )
+        elif kind == "lines":
+            _add_lines(report, str(record.get("nodeid", "")), record.get("files"))
         elif kind == "finish":
             report.finished = True
             report.exitstatus = int(record.get("exitstatus", -1))
     report.tests = [_test(test_id, phases[test_id]) for test_id in order]
     return report
+
+
+def _add_lines(report: HarnessReport, test_id: str, files: object) -> None:
+    """Merge one ``lines`` record (file -> executed line numbers) into the test's."""
+    if not isinstance(files, dict):
+        return
+    mine = report.lines.setdefault(test_id, {})
+    for path, numbers in files.items():
+        if isinstance(numbers, list):
+            merged = set(mine.get(str(path), [])) | {n for n in numbers if isinstance(n, int)}
+            mine[str(path)] = sorted(merged)
 
 
 def _collected(items: list[Any]) -> list[CollectedTest]:
@@ -131,6 +144,7 @@ def _collect_error(record: dict[str, Any]) -> TestResult:
         message=trim(message, MESSAGE_CHARS),
         text=trim_tail(text, TEXT_CHARS),
         exception_type=exception_type(message, text),
+        phase="collect",
     )
 
 
@@ -156,12 +170,21 @@ def _phase(test_id: str, record: dict[str, Any]) -> TestResult:
     message = str(crash.get("message", "")) if crash else (text if verdict != "failed" else "")
     location = record.get("location") or ["", None]
     line = location[1] if isinstance(location[1], int) else None
+    broken = verdict in ("failed", "error")
+    raised = record.get("exc")
     return TestResult(
         id=test_id,
         outcome=verdict,
         message=trim(message, MESSAGE_CHARS) if verdict != "passed" else "",
         text=trim_tail(text, TEXT_CHARS) if verdict in ("failed", "error") else "",
-        exception_type=exception_type(message, text) if verdict in ("failed", "error") else None,
+        # the plugin names what the phase raised; the text is the fallback for old records
+        exception_type=(str(raised) if raised else exception_type(message, text))
+        if broken
+        else None,
+        phase=when if broken and when in ("setup", "call", "teardown") else None,
+        assertion=bool(record["assertion"])
+        if broken and isinstance(record.get("assertion"), bool)
+        else None,
         duration_s=float(record.get("duration", 0.0) or 0.0),
         line=failure_line(str(location[0]), str(line) if line is not None else None, text),
     )
@@ -195,6 +218,7 @@ def grade_harness(
         "inifile": report.inifile,
         "alerts": report.alerts,
         "positions": {c.id: f"{c.function}#{c.position}" for c in report.collected},
+        "lines": report.lines,
     }
     mismatch = None if timed_out or oom_killed else _mismatch(report, exit_code)
     if report.error is not None or mismatch is not None:

@@ -7,9 +7,11 @@ this module names every rule as a Check and picks verified, rejected or error.
 from __future__ import annotations
 
 from runner.core.harness import harness_check
+from runner.core.patchcoverage import patch_coverage
 from runner.core.paths import glob_match, is_test_path
 from runner.core.policy import REPRO_CHECKS, Policy
-from runner.core.suppression import reported_error, suppressions
+from runner.core.reproduction import standings
+from runner.core.suppression import reported_error, reported_types, suppressions
 from runner.core.weakening import weakening_findings
 from runner.models import (
     Check,
@@ -113,6 +115,8 @@ def _checks(evidence: Evidence, policy: Policy) -> list[Check]:
         _tests_not_weakened(evidence, policy),
         _error_not_suppressed(evidence, policy),
     ]
+    if policy.min_patch_coverage > 0 or "patch_coverage" in policy.required_checks:
+        checks.append(_patch_coverage(evidence, policy))
     marked = _mark_required(checks, policy, has_repro=bool(evidence.repro))
     # the harness is never the candidate's to change, whatever the policy
     return [*marked, harness_check(evidence, policy.test_globs)]
@@ -139,6 +143,8 @@ def _not_applied(evidence: Evidence, policy: Policy) -> list[Check]:
 def _mark_required(checks: list[Check], policy: Policy, *, has_repro: bool) -> list[Check]:
     by_name = {c.name: c for c in checks}
     required = set(policy.required_checks)
+    if policy.min_patch_coverage > 0:
+        required.add("patch_coverage")
     if policy.evidence == "both":
         required.update(REPRO_CHECKS)
     elif policy.evidence == "either":
@@ -174,7 +180,28 @@ def _reproduced(evidence: Evidence) -> Check:
         )
     if not fixed:
         return Check(name="reproduced", passed=False, detail="no test went from failing to passing")
-    return Check(name="reproduced", passed=True, detail=f"fail_to_pass: {_ids(sorted(fixed))}")
+    # evidence, not ceremony: the test must have shown the bug on the baseline
+    ranks = standings(evidence, reported_types(evidence))
+    counted = [s.test_id for s in ranks if s.counts]
+    ceremony = [s for s in ranks if not s.counts]
+    named = set(evidence.fail_to_pass_ids)
+    refused = [s for s in ceremony if s.test_id in named]
+    if not counted or refused:
+        whys = [s.why for s in (refused or ceremony)]
+        return Check(
+            name="reproduced",
+            passed=False,
+            detail=f"no fail-to-pass test shows the bug: {_ids(whys, 3)}"
+            if not counted
+            else f"a named fail-to-pass test shows no bug: {_ids(whys, 3)}",
+        )
+    detail = f"fail_to_pass: {_ids(sorted(counted))}"
+    vouched = [s.why for s in ranks if s.vouched]
+    if vouched:
+        detail += f" ({_ids(vouched, 3)})"
+    if ceremony:
+        detail += f" (not counted: {_ids([s.why for s in ceremony], 3)})"
+    return Check(name="reproduced", passed=True, detail=detail)
 
 
 def _why_not_fixed(test_id: str, base: SuiteRun | None, cand: SuiteRun) -> str:
@@ -332,4 +359,21 @@ def _error_not_suppressed(evidence: Evidence, policy: Policy) -> Check:
         name="error_not_suppressed",
         passed=True,
         detail=f"no handler hides {shown} in {len(sources)} changed source file(s)",
+    )
+
+
+def _patch_coverage(evidence: Evidence, policy: Policy) -> Check:
+    coverage = patch_coverage(evidence, policy.test_globs)
+    floor = policy.min_patch_coverage
+    if coverage is None:
+        return Check(name="patch_coverage", passed=True, detail="no changed source line to cover")
+    if not coverage.measured:
+        return Check(name="patch_coverage", passed=False, detail=coverage.line())
+    share = 100.0 * coverage.executed / coverage.changed if coverage.changed else 100.0
+    passed = share >= floor
+    relation = ">=" if passed else "<"
+    return Check(
+        name="patch_coverage",
+        passed=passed,
+        detail=f"{coverage.line()} ({share:.0f}% {relation} {floor:g}%)",
     )

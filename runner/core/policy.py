@@ -41,6 +41,7 @@ CHECK_NAMES = (
     "tests_not_weakened",
     "error_not_suppressed",
     "harness_untouched",
+    "patch_coverage",
 )
 REPRO_CHECKS = ("reproduced", "reproduced_by_command")
 Phase = Literal["test", "lint", "repro"]
@@ -115,6 +116,13 @@ class Policy(Model):
             "tests_not_weakened",
             "error_not_suppressed",
         ]
+    )
+    min_patch_coverage: float = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="Per cent of the changed source lines the fail-to-pass tests must execute "
+        "(the patch_coverage check, then required); 0 reports patch coverage without a check.",
     )
     evidence: Literal["either", "both", "none"] = Field(
         default="either",

@@ -19,7 +19,7 @@ from runner.core.errormatch import repo_relative
 from runner.core.tracebacks import iter_exceptions, parse_last_exception
 from runner.models import Evidence, SourceChange
 
-__all__ = ["BROAD_TYPES", "Suppression", "reported_error", "suppressions"]
+__all__ = ["BROAD_TYPES", "Suppression", "reported_error", "reported_types", "suppressions"]
 
 # Catching one of these catches (almost) any error a fix could be hiding.
 BROAD_TYPES = frozenset({"Exception", "BaseException"})
@@ -214,20 +214,26 @@ def _deleted_raises(
     return found
 
 
+def reported_types(evidence: Evidence) -> list[str]:
+    """The exception types the error report names: --expect-error and the repro commands."""
+    expected = [evidence.expect_error, *(run.expect_error for run in evidence.repro)]
+    types = [e.partition(":")[0].strip() for e in expected if e]
+    for run in evidence.repro:
+        if run.problem is None and run.baseline.last_exception is not None:
+            types.append(run.baseline.last_exception.type)
+    return sorted({t.rsplit(".", 1)[-1] for t in types if t})
+
+
 def reported_error(evidence: Evidence) -> tuple[list[str], set[tuple[str, str]]]:
     """The reported exception types, and the (path, function) frames of its traceback.
 
     From --expect-error and the repro commands' baseline runs; without them, from the
     exception types of the baseline's fail-to-pass failures.
     """
-    types: list[str] = []
-    expected = [evidence.expect_error, *(run.expect_error for run in evidence.repro)]
-    types += [e.partition(":")[0].strip() for e in expected if e]
+    types = reported_types(evidence)
     files = {s.path for s in evidence.sources}
     frames: set[tuple[str, str]] = set()
     for run in evidence.repro:
-        if run.problem is None and run.baseline.last_exception is not None:
-            types.append(run.baseline.last_exception.type)
         info = parse_last_exception(f"{run.baseline.output_head}\n{run.baseline.output_tail}")
         for exc in iter_exceptions(info) if info else ():
             for frame in exc.frames:

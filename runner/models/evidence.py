@@ -28,6 +28,11 @@ class Evidence(Model):
     lint: LintSummary | None = Field(default=None, description="None when lint did not run.")
     repro: list[ReproRun] = Field(default_factory=list, description="Repro commands' results.")
     expect_error: str | None = Field(default=None, description="--expect-error, when given.")
+    executed: dict[str, dict[str, list[int]]] | None = Field(
+        default=None,
+        description="Test id -> changed source file -> lines it executed in the candidate's "
+        "traced re-runs ('' for lines run outside any test); None when none were traced.",
+    )
     sources: list[SourceChange] = Field(
         default_factory=list,
         description="Changed Python files, before and after (capped reads).",

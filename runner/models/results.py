@@ -9,6 +9,7 @@ from pydantic import Field
 from runner.models.base import Model
 
 Outcome = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
+Phase = Literal["collect", "setup", "call", "teardown"]
 
 
 class TestResult(Model):
@@ -21,6 +22,15 @@ class TestResult(Model):
     message: str = Field(default="", description="Failure/skip message, trimmed.")
     text: str = Field(default="", description="Failure text (traceback), trimmed.")
     exception_type: str | None = Field(default=None, description="Exception named by the failure.")
+    phase: Phase | None = Field(
+        default=None,
+        description="Where a failure happened (the runner's plugin): collect, setup, call or "
+        "teardown; None when it passed or the record does not say.",
+    )
+    assertion: bool | None = Field(
+        default=None,
+        description="The failure raised an AssertionError (or a subclass); None when unknown.",
+    )
     duration_s: float = Field(default=0.0, description="Seconds pytest reported.")
     line: int | None = Field(
         default=None,
@@ -81,6 +91,10 @@ class HarnessReport(Model):
         default_factory=list, description="Modules that failed to collect (id = node id)."
     )
     alerts: list[HarnessAlert] = Field(default_factory=list, description="What the plugin saw.")
+    lines: dict[str, dict[str, list[int]]] = Field(
+        default_factory=dict,
+        description="Test id -> changed file -> lines it executed (traced runs only).",
+    )
 
 
 class SuiteRun(Model):
@@ -109,6 +123,10 @@ class SuiteRun(Model):
     )
     alerts: list[HarnessAlert] = Field(
         default_factory=list, description="What the plugin saw the code do to the harness."
+    )
+    lines: dict[str, dict[str, list[int]]] = Field(
+        default_factory=dict,
+        description="Test id -> changed file -> lines it executed (traced runs only).",
     )
 
 

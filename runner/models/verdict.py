@@ -14,7 +14,8 @@ from runner.models.run import Limits
 # 1.1: repro (with its `problem` field) and `host`, added after 1.0; additive only.
 # 1.2: the error_not_suppressed and harness_untouched checks, NOQA lint findings,
 #      structural tests_not_weakened; resources.limits.workspace_mb and workspace_inodes
-#      (the writable tree's quota); tests.not_rerun (changed tests no re-run could find).
+#      (the writable tree's quota); tests.not_rerun (changed tests no re-run could find);
+#      patch_coverage (changed source lines the fail-to-pass tests executed).
 SCHEMA_VERSION = "1.2"
 Status = Literal["verified", "rejected", "error"]
 AppliedWith = Literal["clean", "3way", "already_applied", "not_applied"]
@@ -24,10 +25,12 @@ class Check(Model):
     """One named rule of the policy and whether the candidate met it."""
 
     name: str = Field(
-        description="The rule: applies, reproduced, reproduced_by_command (with repro "
-        "commands), no_regressions, lint, scope, tests_not_weakened (asserts compared "
-        "structurally), error_not_suppressed (no added handler hides the reported error; "
-        "schema 1.2). Other names may be added."
+        description="The rule: applies, reproduced (a fail-to-pass test that fails on the "
+        "baseline in its call phase with an assertion or the reported exception; schema 1.2), "
+        "reproduced_by_command (with repro commands), no_regressions, lint, scope, "
+        "tests_not_weakened (asserts compared structurally), error_not_suppressed (no added "
+        "handler hides the reported error; schema 1.2), harness_untouched, patch_coverage "
+        "(with the policy's min_patch_coverage; schema 1.2). Other names may be added."
     )
     passed: bool
     detail: str = Field(default="", description="Why it passed or failed, for a person.")
@@ -53,6 +56,53 @@ class TestSummary(Model):
     added: list[str] = Field(default_factory=list)
     removed: list[str] = Field(default_factory=list)
     pass_to_pass: int = Field(default=0, description="How many tests passed before and after.")
+
+
+class FileCoverage(Model):
+    """Patch coverage of one changed source file."""
+
+    path: str = Field(description="The file, relative to the repository root.")
+    changed_lines: list[int] = Field(
+        default_factory=list,
+        description="Executable lines the candidate added or changed (new file's numbers).",
+    )
+    executed_lines: list[int] = Field(
+        default_factory=list, description="Those of them a fail-to-pass test executed."
+    )
+    unexecuted_hunks: list[str] = Field(
+        default_factory=list,
+        description="Runs of changed lines ('40-44') none of which a fail-to-pass test executed.",
+    )
+
+
+class PatchCoverage(Model):
+    """Which changed source lines the fail-to-pass tests executed (schema 1.2).
+
+    Measured by a line tracer in the candidate's re-runs of its changed tests, restricted
+    to the changed non-test files. Informational unless the policy sets
+    ``min_patch_coverage``.
+    """
+
+    measured: bool = Field(description="False when no traced re-run ran the tests.")
+    detail: str = Field(default="", description="Why it was not measured, when it was not.")
+    tests: list[str] = Field(
+        default_factory=list, description="The fail-to-pass tests whose lines count."
+    )
+    changed: int = Field(default=0, description="Executable changed source lines.")
+    executed: int = Field(default=0, description="How many of them the tests executed.")
+    files: list[FileCoverage] = Field(default_factory=list, description="Per changed file.")
+
+    def line(self) -> str:
+        """One line for a person: ``patch coverage: 7/9 changed lines executed …``."""
+        if not self.measured:
+            return f"patch coverage: not measured ({self.detail})"
+        text = f"patch coverage: {self.executed}/{self.changed} changed lines executed by "
+        text += "fail-to-pass tests"
+        hunks = [f"{f.path}:{h}" for f in self.files for h in f.unexecuted_hunks]
+        if hunks:
+            shown = ", ".join(hunks[:5]) + (f" and {len(hunks) - 5} more" if len(hunks) > 5 else "")
+            text += f"; hunk{'s' if len(hunks) > 1 else ''} {shown} not executed"
+        return text
 
 
 class PatchStats(Model):
@@ -167,6 +217,11 @@ class Verdict(Model):
     host: str | None = Field(
         default=None,
         description="The worker host that ran the job (Celery executor); None when run in-process.",
+    )
+    patch_coverage: PatchCoverage | None = Field(
+        default=None,
+        description="Changed source lines the fail-to-pass tests executed (schema 1.2); None "
+        "when the candidate changes no source line or no test was fixed.",
     )
 
     @classmethod

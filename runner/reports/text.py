@@ -83,6 +83,8 @@ def fact_rows(verdict: Verdict) -> list[tuple[str, str]]:
         ids = getattr(t, name)
         if ids:
             rows.append((name, _ids(ids)))
+    if verdict.patch_coverage is not None:
+        rows.append(("patch coverage", verdict.patch_coverage.line().split(": ", 1)[1]))
     for finding in verdict.lint.new:
         tag = "lint (blocking)" if finding.blocking else "lint"
         rows.append((tag, f"{finding.path}:{finding.line}: {finding.code} {finding.message}"))

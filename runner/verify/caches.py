@@ -11,6 +11,7 @@ from pydantic import TypeAdapter
 from runner.models import (
     SuiteRun,
 )
+from runner.verify.harness import harness_digest
 from runner.verify.runs import (
     PYTEST_ARGS,
 )
@@ -20,7 +21,10 @@ _SUITE_RUNS = TypeAdapter(list[SuiteRun])
 
 
 def baseline_key(tree: str, env_id: str, command: list[str], limits: str) -> str:
-    material = json.dumps([tree, env_id, command, PYTEST_ARGS, limits], sort_keys=True)
+    # what the harness records (phases, exception types) is part of a cached run
+    material = json.dumps(
+        [tree, env_id, command, PYTEST_ARGS, limits, harness_digest()], sort_keys=True
+    )
     return hashlib.sha256(material.encode()).hexdigest()
 
 

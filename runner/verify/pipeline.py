@@ -61,6 +61,7 @@ from runner.verify.reruns import (
     early_rerun_ids,
     early_result,
     run_reruns,
+    traced_files,
 )
 from runner.verify.runs import (
     rerun,
@@ -196,7 +197,12 @@ def _intake(state: Job) -> tuple[ParsedPatch, ParsedPatch | None, str, str]:
             except PatchError as exc:
                 raise PatchError(f"the test patch: {exc}", check=exc.check) from exc
             state.evidence = state.evidence.model_copy(update={"test_patch": test_parsed})
-        test_part, _ = split_test_part(parsed, None, state.policy.test_globs)
+        test_part, source_part = split_test_part(parsed, None, state.policy.test_globs)
+        if not source_part and state.job.fail_to_pass:
+            # A fix that lives in the tests (a missing fixture): applied to both trees it
+            # would leave nothing to compare, so the baseline stays the base commit, where
+            # the tests the job names show the failure.
+            test_part = ""
         check_expected(state.job.expect_error)
         for command in state.job.repro:
             split_command(command)
@@ -315,7 +321,15 @@ def _runs(
                 state,
                 "reruns-early",
                 lambda: rerun(
-                    state, runtime, early_tree, EARLY_PHASE, command, early_ids, cancel, cached
+                    state,
+                    runtime,
+                    early_tree,
+                    EARLY_PHASE,
+                    command,
+                    early_ids,
+                    cancel,
+                    cached,
+                    traced_files(state),
                 ),
             )
         repro_futures = [

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import structlog
 
+from runner.core.paths import is_test_path
 from runner.core.suite import apply_reruns, rerun_selection
 from runner.errors import (
     SandboxError,
@@ -26,8 +27,6 @@ from runner.verify.runs import (
     rerun,
 )
 from runner.verify.runtime import Runtime
-
-log = structlog.get_logger(__name__)
 
 log = structlog.get_logger(__name__)
 
@@ -117,6 +116,7 @@ def run_reruns(
                     changed,
                     cancel,
                     baseline,
+                    traced_files(state),
                 )
             if b is not None:
                 baseline_runs = b.result()
@@ -125,6 +125,7 @@ def run_reruns(
             if c is not None:
                 candidate_runs = c.result()
     assert baseline_runs is not None and candidate_runs is not None
+    record_lines(state, candidate_runs)
     return apply_reruns(comparison, baseline_runs, candidate_runs, baseline, candidate)
 
 
@@ -144,3 +145,32 @@ def selection(changed: list[str], baseline: SuiteRun, candidate: SuiteRun) -> li
 def _covers(ids: list[str], runs: list[SuiteRun], changed: list[str]) -> bool:
     """True when early re-runs ran every changed test, each time with a result."""
     return set(changed) <= set(ids) and all(t in r.tests for r in runs for t in changed)
+
+
+def traced_files(state: Job) -> list[str]:
+    """The candidate's changed Python source files (not tests): what patch coverage traces."""
+    patch = state.evidence.patch
+    if patch is None:
+        return []
+    return sorted(
+        f.path
+        for f in patch.files
+        if f.status != "deleted"
+        and f.path.endswith(".py")
+        and f.added_lines
+        and not is_test_path(f.path, state.policy.test_globs)
+    )
+
+
+def record_lines(state: Job, runs: list[SuiteRun]) -> None:
+    """Keep the lines the traced candidate re-runs executed, per test, in the evidence."""
+    if not traced_files(state):
+        return
+    merged: dict[str, dict[str, set[int]]] = {}
+    for run in runs:
+        for test_id, files in run.lines.items():
+            mine = merged.setdefault(test_id, {})
+            for path, numbers in files.items():
+                mine.setdefault(path, set()).update(numbers)
+    executed = {t: {p: sorted(n) for p, n in f.items()} for t, f in merged.items()}
+    state.evidence = state.evidence.model_copy(update={"executed": executed})

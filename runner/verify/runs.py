@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import threading
 from pathlib import Path
@@ -52,6 +53,9 @@ HARNESS_ENV = {
     "FIXRUNNER_HARNESS_DIR": HARNESS,
     "FIXRUNNER_WORK": WORK,
 }
+# The changed files to trace (a JSON list, relative to the tree): the plugin then records
+# which of their lines each test executed (fixrunner_trace, for patch coverage).
+TRACE_ENV = "FIXRUNNER_TRACE"
 
 
 # ``python -P -m MODULE`` for a Python older than 3.11 (no -P): drop the working
@@ -120,8 +124,12 @@ def rerun(
     test_ids: list[str],
     cancel: threading.Event | None,
     pin: SuiteRun | None = None,
+    trace: list[str] | None = None,
 ) -> list[SuiteRun]:
-    """Re-run ``test_ids`` in ``tree``, pinned to the rootdir and config ``pin`` ran with."""
+    """Re-run ``test_ids`` in ``tree``, pinned to the rootdir and config ``pin`` ran with.
+
+    ``trace`` names changed files whose executed lines the plugin records per test.
+    """
     # All re-runs of one tree go in one container: one start, N pytest runs.
     results = results_dir(state, phase, runtime)
     reruns = state.policy.reruns
@@ -132,8 +140,9 @@ def rerun(
         argv = [*command, *PYTEST_ARGS, *pinned, f"--junitxml={RESULTS}/junit-{i}.xml", *test_ids]
         runs.append(f"FIXRUNNER_RUN={i} {shlex.join(argv)} ; echo $? > {RESULTS}/exit-{i}")
     script = " ; ".join(runs)
+    env = {TRACE_ENV: json.dumps(trace)} if trace else None
     result = sandboxed(
-        state, runtime, tree, (results, harness), ["sh", "-c", script], phase, "test", cancel
+        state, runtime, tree, (results, harness), ["sh", "-c", script], phase, "test", cancel, env
     )
     graded = []
     for i, key in enumerate(keys):
@@ -169,6 +178,7 @@ def sandboxed(
     phase: str,
     kind: str,
     cancel: threading.Event | None,
+    env: dict[str, str] | None = None,
 ) -> RunResult:
     """Run ``argv`` on ``tree`` with the results and harness folders and the plugin mounted."""
     assert state.env is not None
@@ -184,7 +194,7 @@ def sandboxed(
             Mount(source=HARNESS_SOURCE, target=MOUNT, read_only=True),
             *mirror_mount(state),
         ],
-        env=HARNESS_ENV,
+        env={**HARNESS_ENV, **(env or {})},
         limits=state.policy.limits.for_phase(kind),  # type: ignore[arg-type]
         job_id=state.job_id,
         phase=phase,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from runner import __version__
 from runner.core.judge import judge
 from runner.core.patch import patch_stats
+from runner.core.patchcoverage import patch_coverage
 from runner.core.suite import (
     test_summary,
 )
@@ -47,6 +48,9 @@ def build_verdict(state: Job, runtime: Runtime) -> Verdict:
         lint=evidence.lint or LintSummary(),
         patch=patch,
         repro=evidence.repro,
+        patch_coverage=patch_coverage(evidence, state.policy.test_globs)
+        if judgement.status != "error"
+        else None,
         timings=timings,
         resources=Resources(limits=state.policy.limits.for_phase("test")),
         images=images,

@@ -37,7 +37,7 @@ RUN = os.environ.pop("FIXRUNNER_RUN", "0")
 WORK = os.path.realpath(os.environ.pop("FIXRUNNER_WORK", os.getcwd()))
 LONGREPR_HEAD = 2000
 LONGREPR_TAIL = 4000
-_HARNESS_MODULES = ("pytest", "_pytest", "pluggy", "py", "fixrunner_harness")
+_HARNESS_MODULES = ("pytest", "_pytest", "pluggy", "py", "fixrunner_harness", "fixrunner_trace")
 _PATH_EVENTS = frozenset(
     {
         "open",
@@ -107,6 +107,22 @@ _STREAM = _open_stream()
 def _write(kind: str, **data: Any) -> None:
     if _STREAM is not None:
         _STREAM.write(kind, **data)
+
+
+def _open_tracer() -> Any:
+    """The line tracer over the files the runner names, started now; None when not asked."""
+    files = os.environ.pop("FIXRUNNER_TRACE", "")
+    if not files or _STREAM is None:
+        return None
+    # imported from beside this plugin now, before any folder of the tree is on sys.path
+    from fixrunner_trace import LineTracer  # type: ignore[import-not-found]  # the sandbox path
+
+    tracer = LineTracer(WORK, [str(f) for f in json.loads(files)])
+    tracer.start()
+    return tracer
+
+
+_TRACER = _open_tracer()
 
 
 _GUARD = os.path.realpath(HARNESS_DIR)
@@ -290,8 +306,23 @@ def _items(ids: list[tuple[str, int | None]]) -> list[list[Any]]:
     return items
 
 
+_FAILED = pytest.fail.Exception
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Name the exception a phase raised on its report (it travels with it under xdist)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    excinfo = call.excinfo
+    if excinfo is not None and report.failed:
+        report.fixrunner_exc = excinfo.type.__name__
+        # pytest.fail and a pytest.raises that saw nothing raise pytest's Failed: a check
+        report.fixrunner_assertion = isinstance(excinfo.value, (AssertionError, _FAILED))
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Record one phase of one test: nodeid, when, outcome and why."""
+    """Record one phase of one test: nodeid, when, outcome, why and what it raised."""
     _write(
         "report",
         nodeid=report.nodeid,
@@ -300,12 +331,29 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         wasxfail=hasattr(report, "wasxfail"),
         longrepr=_longrepr(report) if report.outcome != "passed" else "",
         crash=_crash(report) if report.outcome == "failed" else None,
+        exc=getattr(report, "fixrunner_exc", None),
+        assertion=getattr(report, "fixrunner_assertion", None),
         duration=round(report.duration, 6),
         location=[report.location[0], report.location[1]],
     )
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """When tracing: the changed files' lines each test executed, set-up to teardown."""
+    if _TRACER is None:
+        yield
+        return
+    # what ran between tests (collection, imports) belongs to no test: recorded as ""
+    _write("lines", nodeid="", files=_TRACER.take())
+    yield
+    _write("lines", nodeid=item.nodeid, files=_TRACER.take())
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Record the exit status pytest will return: the runner checks it against the process."""
+    if _TRACER is not None:
+        _TRACER.stop()
+        _write("lines", nodeid="", files=_TRACER.take())
     _write("finish", exitstatus=int(exitstatus), testscollected=session.testscollected)
