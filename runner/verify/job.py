@@ -18,6 +18,7 @@ from runner.models import (
     PhaseLog,
 )
 from runner.models import new_job_id as new_job_id
+from runner.verify.deadlines import CandidateDeadline
 
 _T = TypeVar("_T")
 
@@ -41,6 +42,14 @@ class Job:
     base: BaseImage | None = None
     baseline_cached: bool = False
     repro_problems: dict[str, str] = field(default_factory=dict)
+    deadline: CandidateDeadline | None = None
+
+    @property
+    def candidate_deadline(self) -> CandidateDeadline:
+        """The deadline of the candidate's runs (made on first use from the policy)."""
+        if self.deadline is None:
+            self.deadline = CandidateDeadline(self.policy.limits)
+        return self.deadline
 
     @contextlib.contextmanager
     def phase(self, name: str, message: str = "") -> Iterator[None]:
