@@ -23,6 +23,7 @@ prints them. Not a test.
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import hashlib
 import json
@@ -580,6 +581,9 @@ def main() -> int:
     ).strip()
     start_load = loadavg()
     started = time.monotonic()
+    # An installed package has its bytecode compiled; an editable install under
+    # PYTHONDONTWRITEBYTECODE=1 would compile runner/ from source in every process.
+    compileall.compile_dir(ROOT / "runner", quiet=1)
     startup = costs.cli_startup()
     print(f"[cli] {startup[0].command}: {startup[0].wall:.3f} s", flush=True)
     client = docker.from_env()
