@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from runner.verify.deadlines import CandidateDeadline
 _T = TypeVar("_T")
 
 Progress = Callable[[str, str], None]
+_DEADLINE_LOCK = threading.Lock()
 
 
 @dataclass
@@ -47,9 +49,11 @@ class Job:
     @property
     def candidate_deadline(self) -> CandidateDeadline:
         """The deadline of the candidate's runs (made on first use from the policy)."""
-        if self.deadline is None:
-            self.deadline = CandidateDeadline(self.policy.limits)
-        return self.deadline
+        # the job's runs start in threads: one deadline for all of them
+        with _DEADLINE_LOCK:
+            if self.deadline is None:
+                self.deadline = CandidateDeadline(self.policy.limits)
+            return self.deadline
 
     @contextlib.contextmanager
     def phase(self, name: str, message: str = "") -> Iterator[None]:
