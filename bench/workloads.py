@@ -35,6 +35,8 @@ class Workload:
     first: str
     second: str
     tests: int
+    # a module the suite imports, where bench/costs.py puts its hostile candidates' code
+    imported: str = ""
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -79,7 +81,13 @@ def flask_workload(folder: Path) -> Workload:
         "# commands; a script that uses db.session must push one before it seeds.",
     )
     assert second != first
-    return Workload("flask", repo, first, second, tests=13)
+    return Workload("flask", repo, first, second, tests=13, imported="app/seed.py")
+
+
+def hostile_patch(workload: Workload, code: str) -> str:
+    """A candidate that appends ``code`` to the module the workload's suite imports."""
+    base = (workload.repo / workload.imported).read_text(encoding="utf-8")
+    return _diff_of(workload.repo, {workload.imported: base + code})
 
 
 STATS_BUGGY = '''\

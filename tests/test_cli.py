@@ -383,3 +383,37 @@ def test_output_into_a_new_folder_is_written_and_the_end_names_the_job(
     stdout = capsys.readouterr().out
     assert stdout.startswith("REJECTED")
     assert f"job job-new-folder: {state / 'jobs' / 'job-new-folder'}" in stdout
+
+
+HEAVY = ("docker", "pydantic", "rich", "structlog", "requests", "fastapi", "celery")
+
+
+@pytest.mark.parametrize(
+    ("entry", "args"),
+    [
+        ("runner_main", ["--version"]),
+        ("runner_main", ["--help"]),
+        ("verify_patch_main", ["--help"]),
+        ("verify_patch_main", ["--version"]),
+    ],
+)
+def test_help_and_version_load_no_heavy_library(entry: str, args: list[str]) -> None:
+    # The CLI's start-up is part of every verification: --help and --version answer
+    # without importing the Docker SDK, pydantic, rich or structlog.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        f"from runner.cli.main import {entry}\n"
+        "try:\n"
+        f"    {entry}({args!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "fixrunner" in proc.stdout or "usage" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

@@ -32,6 +32,7 @@ def test_verdict_top_level_fields_are_the_contract() -> None:
         "schema_version", "job_id", "status", "summary", "checks", "tests", "lint", "patch",
         "repro", "timings", "resources", "images", "logs", "runner_version", "host",
         "patch_coverage",
+        "deadlines",
     ]  # fmt: skip
 
 

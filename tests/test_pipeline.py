@@ -266,7 +266,13 @@ def hostile_policy(tmp_path_factory: pytest.TempPathFactory) -> str:
     return _policy_file(
         tmp_path_factory.mktemp("policies"),
         "hostile",
-        **{"limits.test_timeout_s": 20, "limits.memory_mb": 512, "limits.pids": 64},
+        **{
+            "limits.test_timeout_s": 60,
+            "limits.memory_mb": 512,
+            "limits.pids": 64,
+            # the demo suite runs in a second or two: its learned deadline is the floor's
+            "limits.deadline_floor_s": 5,
+        },
     )
 
 
@@ -652,7 +658,7 @@ FORK_BOMB = """\
 """
 
 
-def test_fork_bomb_is_contained_by_the_pids_limit(
+def test_fork_bomb_is_stopped_at_the_process_limit(
     run: Verify, project: Project, hostile_policy: str
 ) -> None:
     candidate = {
@@ -662,8 +668,9 @@ def test_fork_bomb_is_contained_by_the_pids_limit(
     verdict = run(project.diff(candidate), policy=hostile_policy)
     assert verdict.status == "rejected"
     assert "no_regressions" in failed(verdict)
-    assert "tests/test_calc.py::test_mean" in verdict.tests.pass_to_fail
-    assert "BlockingIOError" in candidate_log(verdict)
+    detail = checks(verdict)["no_regressions"].detail
+    assert "hit the process limit (limits.pids = 64)" in detail
+    assert verdict.deadlines is not None and verdict.deadlines.stopped == "process_limit"
     assert_runner_survives(run, project)
 
 
@@ -676,16 +683,37 @@ def test_memory_hog_is_oom_killed(run: Verify, project: Project, hostile_policy:
     assert_runner_survives(run, project)
 
 
-def test_endless_loop_at_import_times_out(
+def test_endless_loop_at_import_is_stopped_at_the_deadline_learned_from_the_baseline(
     run: Verify, project: Project, hostile_policy: str
 ) -> None:
     looping = FIXED_OPS + "\n\nwhile True:  # never finishes importing\n    pass\n"
     candidate = {"calc/ops.py": looping, "tests/test_calc.py": TESTS_WITH_REGRESSION}
     verdict = run(project.diff(candidate), policy=hostile_policy)
     assert verdict.status == "rejected"
-    assert "the test run timed out" in checks(verdict)["no_regressions"].detail
-    assert 20 <= verdict.timings["candidate"] < 60
+    detail = checks(verdict)["no_regressions"].detail
+    assert "the test run timed out at its learned deadline" in detail
+    deadlines = verdict.deadlines
+    assert deadlines is not None
+    assert (deadlines.source, deadlines.stopped) == ("learned", "deadline")
+    assert (deadlines.floor_s, deadlines.factor) == (5, 3)
+    assert deadlines.baseline_s is not None
+    learned = round(max(5, 3 * deadlines.baseline_s), 3)
+    assert deadlines.suite_s == learned < 60
+    assert f"{learned:g} s" in detail
     assert_runner_survives(run, project)
+
+
+def test_a_passing_candidate_records_its_deadline_and_no_stop(
+    run: Verify, project: Project
+) -> None:
+    verdict = run(project.diff(RIGHT_FIX))
+    deadlines = verdict.deadlines
+    assert deadlines is not None and deadlines.stopped is None
+    assert (deadlines.floor_s, deadlines.factor) == (30, 3)
+    if deadlines.baseline_s is None:
+        assert deadlines.source == "configured" and deadlines.suite_s == 600
+    else:
+        assert deadlines.suite_s == min(600, round(max(30, 3 * deadlines.baseline_s), 3))
 
 
 def test_job_past_its_own_timeout_is_an_error_and_leaves_nothing(

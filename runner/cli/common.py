@@ -6,20 +6,43 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-
-from runner.common.logs import configure_logging
-from runner.config import Settings, load_settings
 from runner.errors import ImageBuildError, RunnerError, UsageError
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from runner.config import Settings
+
+# The CLI's start-up imports neither rich, pydantic, structlog nor the Docker SDK: each
+# is imported where a command first needs it, so `--help` and `--version` answer at once.
+
+
+class _Stderr:
+    """The stderr console, made on first use (rich costs a tenth of a second to import)."""
+
+    _console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        """The rich Console behind it."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True, highlight=False, soft_wrap=True)
+        return self._console
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        """Console.print on stderr."""
+        self.console.print(*objects, **kwargs)
+
+
+stderr = _Stderr()
 # Where an unexpected error's traceback goes: the running job's folder once a command
 # knows it, else the state directory once settings are read, else the temp directory.
 _where: dict[str, Path] = {}
@@ -39,6 +62,9 @@ class Parser(argparse.ArgumentParser):
 
 def command_settings(args: argparse.Namespace) -> Settings:
     """The settings of a one-shot command, with logging configured for a person."""
+    from runner.common.logs import configure_logging
+    from runner.config import load_settings
+
     settings = load_settings(args.config)
     _where["state"] = settings.paths.root
     # A person at a one-shot command reads its output, not the event log: only warnings
@@ -68,6 +94,8 @@ def check_writable(path: Path, flag: str, *, folder: bool = False) -> None:
 
 def _log_unexpected(exc: BaseException) -> Path:
     """Write the traceback where the user can read it; return that file."""
+    import tempfile
+
     stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S}"
     places: list[tuple[Path, str]] = []
     if "job" in _where:
@@ -85,6 +113,13 @@ def _log_unexpected(exc: BaseException) -> Path:
         except OSError:
             continue
     return Path("-")
+
+
+def escape(text: str) -> str:
+    """Text shown as itself in rich markup."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def _verbose(argv: Sequence[str] | None) -> bool:

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from runner.cli.common import check_writable, stderr
-from runner.common.logs import configure_logging
-from runner.config import load_settings
 from runner.errors import UsageError
 
 
@@ -44,6 +42,8 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from runner.cli.pullrequest import pr_target, publish
+    from runner.common.logs import configure_logging
+    from runner.config import load_settings
     from runner.fix.errorreport import ErrorReport
     from runner.fix.loop import make_client, run_fix, write_outputs
     from runner.verify.pipeline import Runtime

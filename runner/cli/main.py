@@ -12,8 +12,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.console import Console
-
 from runner import __version__
 from runner.cli.common import Parser, command_settings, run_command, stderr
 from runner.cli.verify import _verify_parser, exit_code, verify_patch_main
@@ -23,6 +21,8 @@ __all__ = ["_verify_parser", "exit_code", "runner_main", "verify_patch_main"]
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from runner.cli.doctor import diagnose
 
     report = diagnose(command_settings(args))

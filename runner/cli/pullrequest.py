@@ -13,10 +13,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.config import ProjectSettings, Settings
 from runner.errors import UsageError
 
 if TYPE_CHECKING:  # PyGithub and the fix loop load only when --open-pr runs
+    from runner.config import ProjectSettings, Settings
     from runner.fix.errorreport import ErrorReport
     from runner.fix.pullrequest import PullRequestTarget
     from runner.fix.result import FixResult

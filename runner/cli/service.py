@@ -12,8 +12,6 @@ import socket
 import sys
 from typing import Any
 
-from runner.common.logs import configure_logging
-from runner.config import load_settings
 from runner.errors import UsageError
 
 
@@ -47,6 +45,9 @@ def add_service_commands(sub: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Any:
+    from runner.common.logs import configure_logging
+    from runner.config import load_settings
+
     settings = load_settings(args.config)
     configure_logging(settings.log_level)
     return settings
@@ -116,6 +117,7 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
 
 
 def _cmd_token_create(args: argparse.Namespace) -> int:
+    from runner.config import load_settings
     from runner.service.auth import create_token, tokens_path
 
     settings = load_settings(args.config)
@@ -135,6 +137,7 @@ def _cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def _cmd_token_list(args: argparse.Namespace) -> int:
+    from runner.config import load_settings
     from runner.service.auth import token_summary
 
     for row in token_summary(load_settings(args.config)):
@@ -143,6 +146,7 @@ def _cmd_token_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_token_revoke(args: argparse.Namespace) -> int:
+    from runner.config import load_settings
     from runner.service.auth import revoke_token, tokens_path
 
     settings = load_settings(args.config)

@@ -10,10 +10,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import docker.errors
-import requests
-from rich.console import Console
-
 from runner import __version__
 from runner.cli.common import (
     Parser,
@@ -23,13 +19,10 @@ from runner.cli.common import (
     set_job_folder,
     stderr,
 )
-from runner.cli.progress import PhaseProgress
 from runner.errors import JobInputError, RunnerError, UsageError
-from runner.models import Verdict
-from runner.reports.text import plain
 
 if TYPE_CHECKING:
-    from runner.models import FixJob
+    from runner.models import FixJob, Verdict
     from runner.verify.pipeline import Runtime
 
 
@@ -109,16 +102,20 @@ def _read_patch(value: str, what: str) -> str:
 
 
 def _verify_patch(argv: Sequence[str] | None) -> int:
-    from pydantic import ValidationError
+    # parsed first: --help, --version and bad usage answer before the heavy imports
+    args = _verify_parser().parse_args(argv)
 
+    from pydantic import ValidationError
+    from rich.console import Console
+
+    from runner.cli.progress import PhaseProgress
     from runner.core.policy import load_policy
     from runner.core.repro import check_expected, split_command
     from runner.models import FixJob
-    from runner.reports.text import render_json, render_text
+    from runner.reports.text import plain, render_json, render_text
     from runner.verify.pipeline import Runtime, new_job_id, verify
     from runner.verify.runtime import POLICIES_DIR
 
-    args = _verify_parser().parse_args(argv)
     fmt = "json" if args.json else (args.format or "text")
     settings = command_settings(args)
     # Outputs the user named are checked before any work: a run of minutes must not end
@@ -164,7 +161,7 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
     runtime = Runtime.start(settings)
     set_job_folder(runtime.jobs_dir / str(job.job_id))
 
-    with PhaseProgress(stderr) as progress:
+    with PhaseProgress(stderr.console) as progress:
         verdict = _interruptible(
             lambda cancel: verify(job, runtime, progress, cancel), runtime, job
         )
@@ -217,12 +214,17 @@ def _interruptible(
     outcome = box.get("verdict", box.get("error"))
     if isinstance(outcome, BaseException):
         raise outcome
+    from runner.models import Verdict
+
     assert isinstance(outcome, Verdict)
     return outcome
 
 
 def _remove_job_containers(runtime: Runtime, job_id: str) -> None:
     """Remove what the interrupted job still runs: its containers, by owner and job label."""
+    import docker.errors
+    import requests
+
     from runner.sandbox.labels import LABEL_JOB, LABEL_OWNER
 
     labels = [f"{LABEL_OWNER}={runtime.settings.engine.instance}", f"{LABEL_JOB}={job_id}"]
@@ -261,6 +263,8 @@ def _render_github(verdict: Verdict, job_folder: Path, verdict_json: Path) -> No
     """Outputs, job summary and annotations where GitHub reads them (files from its env)."""
     import io
     import os
+
+    from rich.console import Console
 
     from runner.reports.github import quote_untrusted, render_github
     from runner.reports.text import render_text

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from runner.common.logs import configure_logging
-from runner.config import Settings, load_settings
 from runner.errors import UsageError
+
+if TYPE_CHECKING:
+    from runner.config import Settings
 
 
 def add_worker_commands(sub: Any) -> None:
@@ -39,6 +40,9 @@ def add_worker_commands(sub: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from runner.common.logs import configure_logging
+    from runner.config import load_settings
+
     settings = load_settings(args.config)
     configure_logging(settings.log_level)
     return settings

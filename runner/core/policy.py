@@ -57,6 +57,17 @@ class LimitsPolicy(Model):
     lint_timeout_s: float = Field(default=120, gt=0)
     repro_timeout_s: float = Field(default=120, gt=0)
     job_timeout_s: float = Field(default=1800, gt=0)
+    deadline_floor_s: float = Field(
+        default=30,
+        gt=0,
+        description="The least a learned deadline allows the candidate's suite, re-runs and lint.",
+    )
+    deadline_factor: float = Field(
+        default=3.0,
+        ge=1,
+        description="The candidate's deadline is this many times the baseline suite's seconds "
+        "(at least deadline_floor_s, never above test_timeout_s).",
+    )
     output_bytes: int = Field(default=1_000_000, ge=1024)
     workspace_mb: int = Field(default=1024, ge=16)
     workspace_inodes: int = Field(default=262_144, ge=1024)

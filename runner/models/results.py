@@ -105,6 +105,12 @@ class SuiteRun(Model):
     exit_code: int | None = Field(default=None, description="pytest's exit status.")
     timed_out: bool = Field(default=False, description="Killed at the phase timeout.")
     oom_killed: bool = Field(default=False, description="Killed by the memory limit.")
+    pids_limited: bool = Field(
+        default=False, description="Stopped at once: a fork was refused at the process limit."
+    )
+    duration_s: float | None = Field(
+        default=None, description="Seconds its container ran, start to exit (None: unknown)."
+    )
     results_found: bool = Field(default=True, description="A JUnit file was produced and read.")
     tests: dict[str, TestResult] = Field(default_factory=dict, description="Outcomes by test id.")
     collection_errors: list[TestResult] = Field(

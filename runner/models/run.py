@@ -72,6 +72,13 @@ class RunResult(Model):
     exit_code: int | None = Field(description="Exit status; None when it never exited on its own.")
     timed_out: bool = Field(description="Killed at the wall-clock timeout.")
     oom_killed: bool = Field(description="Killed by the memory limit.")
+    pids_limited: bool = Field(
+        default=False,
+        description="Stopped at once because a fork was refused at the process limit.",
+    )
+    timeout_s: float | None = Field(
+        default=None, description="The wall-clock deadline that applied when it ended."
+    )
     duration_s: float = Field(description="Seconds from start to exit.")
     output: str = Field(description="stdout and stderr interleaved, capped (head + marker + tail).")
     output_bytes: int = Field(description="Total bytes the command wrote.")
@@ -81,4 +88,9 @@ class RunResult(Model):
     @property
     def ok(self) -> bool:
         """True when the command exited 0 on its own."""
-        return self.exit_code == 0 and not self.timed_out and not self.oom_killed
+        return (
+            self.exit_code == 0
+            and not self.timed_out
+            and not self.oom_killed
+            and not self.pids_limited
+        )

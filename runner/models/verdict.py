@@ -197,6 +197,27 @@ class Resources(Model):
     peak_pids: int | None = None
 
 
+class Deadlines(Model):
+    """The deadline the candidate's suite, re-runs and lint ran under, and why."""
+
+    suite_s: float = Field(description="Seconds the candidate's runs were allowed.")
+    source: Literal["learned", "configured"] = Field(
+        description="'learned': factor x the baseline's suite time (at least the floor); "
+        "'configured': the policy's test_timeout_s (no baseline time, or it was lower)."
+    )
+    baseline_s: float | None = Field(
+        default=None, description="The baseline suite's seconds it was learned from."
+    )
+    floor_s: float = Field(description="Policy limits.deadline_floor_s.")
+    factor: float = Field(description="Policy limits.deadline_factor.")
+    reason: str = Field(description="The rule that chose suite_s, in words.")
+    stopped: Literal["deadline", "process_limit"] | None = Field(
+        default=None,
+        description="Why a candidate run was stopped early: at this deadline, or at once "
+        "because a fork was refused at the process limit (limits.pids); None when none was.",
+    )
+
+
 class Verdict(Model):
     """The runner's answer for one job: the published, versioned contract."""
 
@@ -222,6 +243,10 @@ class Verdict(Model):
         default=None,
         description="Changed source lines the fail-to-pass tests executed (schema 1.2); None "
         "when the candidate changes no source line or no test was fixed.",
+    )
+    deadlines: Deadlines | None = Field(
+        default=None,
+        description="The candidate's deadline and where it came from; None when nothing ran.",
     )
 
     @classmethod

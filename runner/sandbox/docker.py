@@ -12,7 +12,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,6 +29,7 @@ from runner.models import Mount as RunSpecMount
 from runner.models import RunResult, RunSpec
 from runner.sandbox.labels import LABEL_DEADLINE, LABEL_JOB, LABEL_OWNER, LABEL_PHASE
 from runner.sandbox.output import CappedOutput
+from runner.sandbox.pids import PidsEvents
 
 log = structlog.get_logger(__name__)
 
@@ -52,12 +53,56 @@ BASE_ENV = {
 }
 
 
+# How often the watchdog looks at the clock, the cancel flag and the pids counter.
+WATCH_INTERVAL_S = 0.2
+
+# Seconds from the container's start the run may take, asked while it runs: a deadline
+# learned from another run can arrive (and shorten this one) after it started.
+Deadline = Callable[[], float]
+
+
 class Sandbox(Protocol):
     """Runs one command in isolation. A backend, not a seam for fakes."""
 
-    def run(self, spec: RunSpec, cancel: threading.Event | None = None) -> RunResult:
+    def run(
+        self,
+        spec: RunSpec,
+        cancel: threading.Event | None = None,
+        deadline: Deadline | None = None,
+    ) -> RunResult:
         """Run ``spec`` to completion (or its timeout) and return what happened."""
         ...
+
+
+class _Watch:
+    """What the watchdog of one run watches, and why it fired."""
+
+    def __init__(
+        self, timeout_s: float, deadline: Deadline | None, cancel: threading.Event | None
+    ) -> None:
+        self.timeout_s = timeout_s
+        self.deadline = deadline
+        self.cancel = cancel
+        self.stop = threading.Event()
+        self.started = time.monotonic()
+        self.pids: PidsEvents | None = None
+        self.fired: str | None = None
+
+    def limit(self) -> float:
+        """The seconds this run may take now: the spec's timeout or a shorter deadline."""
+        if self.deadline is None:
+            return self.timeout_s
+        return min(self.timeout_s, self.deadline())
+
+    def due(self) -> str | None:
+        """Why the container must be killed now ("deadline", "pids", "cancel"), or None."""
+        if time.monotonic() - self.started >= self.limit():
+            return "deadline"
+        if self.pids is not None and self.pids.climbed():
+            return "pids"
+        if self.cancel is not None and self.cancel.is_set():
+            return "cancel"
+        return None
 
 
 def sandbox_user(settings: EngineSettings) -> str:
@@ -91,38 +136,46 @@ class DockerSandbox:
         """The uid:gid its containers run as (per-job trees are handed over to it)."""
         return self._user
 
-    def run(self, spec: RunSpec, cancel: threading.Event | None = None) -> RunResult:
-        """Create, start, stream, wait, remove. Removal happens on every path out."""
+    def run(
+        self,
+        spec: RunSpec,
+        cancel: threading.Event | None = None,
+        deadline: Deadline | None = None,
+    ) -> RunResult:
+        """Create, start, stream, wait, remove. Removal happens on every path out.
+
+        ``deadline`` (seconds from start, asked again while it runs) may shorten the
+        spec's timeout once it is known, never lengthen it.
+        """
         output = CappedOutput(spec.limits.output_bytes)
         with self._container(spec) as container:
             stream = self._attach(container)
-            fired = threading.Event()
-            stop = threading.Event()
-            watchdog = threading.Thread(
-                target=self._watch,
-                args=(container, spec.limits.timeout_s, fired, stop, cancel),
-                daemon=True,
-            )
-            started = time.monotonic()
+            watch = _Watch(spec.limits.timeout_s, deadline, cancel)
+            watchdog = threading.Thread(target=self._watch, args=(container, watch), daemon=True)
             try:
                 container.start()
             except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
                 raise SandboxError(f"container for {spec.phase} could not start: {exc}") from exc
+            watch.started = time.monotonic()
+            watch.pids = PidsEvents(container.id or "")
             watchdog.start()
             try:
                 for chunk in stream:
                     output.feed(chunk)
                 exit_code = self._exit_code(container)
             finally:
-                stop.set()
+                watch.stop.set()
                 watchdog.join()
-            duration = time.monotonic() - started
+            duration = time.monotonic() - watch.started
             oom = self._oom_killed(container)
-        timed_out = fired.is_set()
+        timed_out = watch.fired == "deadline"
+        pids_limited = watch.fired == "pids"
         result = RunResult(
-            exit_code=None if timed_out else exit_code,
+            exit_code=None if timed_out or pids_limited else exit_code,
             timed_out=timed_out,
             oom_killed=oom,
+            pids_limited=pids_limited,
+            timeout_s=round(watch.limit(), 3),
             duration_s=round(duration, 3),
             output=output.text(),
             output_bytes=output.total,
@@ -135,6 +188,8 @@ class DockerSandbox:
             exit_code=result.exit_code,
             timed_out=timed_out,
             oom_killed=oom,
+            pids_limited=pids_limited,
+            timeout_s=result.timeout_s,
             duration_s=result.duration_s,
             output_bytes=output.total,
         )
@@ -244,28 +299,19 @@ class DockerSandbox:
         except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
             raise SandboxError(f"could not attach to the container: {exc}") from exc
 
-    def _watch(
-        self,
-        container: Container,
-        timeout_s: float,
-        fired: threading.Event,
-        stop: threading.Event,
-        cancel: threading.Event | None,
-    ) -> None:
-        # Kill the container itself at the deadline: wait(timeout=) on the SDK only
-        # times out the HTTP call and leaves the container running.
-        deadline = time.monotonic() + timeout_s
-        while not stop.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or (cancel is not None and cancel.is_set()):
-                if remaining <= 0:
-                    fired.set()
+    def _watch(self, container: Container, watch: _Watch) -> None:
+        # Kill the container itself: wait(timeout=) on the SDK only times out the HTTP
+        # call and leaves the container running.
+        while not watch.stop.is_set():
+            reason = watch.due()
+            if reason is not None:
+                watch.fired = reason if reason != "cancel" else None
                 with contextlib.suppress(
                     docker.errors.APIError, requests.exceptions.RequestException
                 ):
                     container.kill()
                 return
-            stop.wait(min(remaining, 0.2))
+            watch.stop.wait(WATCH_INTERVAL_S)
 
     def _exit_code(self, container: Container) -> int | None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,10 +19,12 @@ from runner.models import (
     PhaseLog,
 )
 from runner.models import new_job_id as new_job_id
+from runner.verify.deadlines import CandidateDeadline
 
 _T = TypeVar("_T")
 
 Progress = Callable[[str, str], None]
+_DEADLINE_LOCK = threading.Lock()
 
 
 @dataclass
@@ -41,6 +44,16 @@ class Job:
     base: BaseImage | None = None
     baseline_cached: bool = False
     repro_problems: dict[str, str] = field(default_factory=dict)
+    deadline: CandidateDeadline | None = None
+
+    @property
+    def candidate_deadline(self) -> CandidateDeadline:
+        """The deadline of the candidate's runs (made on first use from the policy)."""
+        # the job's runs start in threads: one deadline for all of them
+        with _DEADLINE_LOCK:
+            if self.deadline is None:
+                self.deadline = CandidateDeadline(self.policy.limits)
+            return self.deadline
 
     @contextlib.contextmanager
     def phase(self, name: str, message: str = "") -> Iterator[None]:

@@ -90,7 +90,8 @@ def run_lint(
         job_id=state.job_id,
         phase="lint",
     )
-    result = runtime.sandbox.run(spec, cancel)
+    # the candidate's lint is held to the candidate's deadline (learned when known)
+    result = runtime.sandbox.run(spec, cancel, state.candidate_deadline.seconds)
     keep_log(state, "lint", result)
     before_text, before_ok = _findings(results, "baseline")
     after_text, _ = _findings(results, "candidate")

@@ -304,6 +304,8 @@ def _runs(
     limits = state.policy.limits.for_phase("test")
     key = baseline_key(baseline_tree, state.env.id, command, limits.model_dump_json())
     cached = load_baseline(runtime, key)
+    if cached is not None:
+        state.candidate_deadline.learn(cached)
     user = runtime.sandbox._user
     trees_for_repro = repro_trees(state, baseline_dir, candidate_dir)
     early_ids = early_rerun_ids(state, cached)
@@ -365,6 +367,8 @@ def _runs(
         )
         if baseline_future is not None:
             baseline = baseline_future.result()
+            # learned now: shortens the candidate's runs still going (the watchdog asks)
+            state.candidate_deadline.learn(baseline)
             if baseline.valid:
                 store_baseline(runtime, key, baseline)
         else:

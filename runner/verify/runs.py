@@ -17,6 +17,7 @@ from runner.models import (
     RunSpec,
     SuiteRun,
 )
+from runner.verify.deadlines import with_stop_reason
 from runner.verify.harness import HARNESS_SOURCE, MOUNT, PLUGIN
 from runner.verify.job import Job
 from runner.verify.jobfolder import (
@@ -110,9 +111,14 @@ def run_pytest(
     # JUnit stays an output for users; the verdict rests on the plugin's stream.
     read_junit(results / "junit.xml", state.folder / "junit" / f"{phase}.xml")
     report = read_harness(harness, 0, key, state.folder / "harness" / f"{phase}.jsonl")
-    return grade_harness(
-        report, result.exit_code, timed_out=result.timed_out, oom_killed=result.oom_killed
+    stopped = result.timed_out or result.pids_limited
+    graded = grade_harness(
+        report, result.exit_code, timed_out=stopped, oom_killed=result.oom_killed
     )
+    graded = graded.model_copy(
+        update={"timed_out": result.timed_out, "duration_s": result.duration_s}
+    )
+    return with_stop_reason(graded, result, state.candidate_deadline, _candidate(phase))
 
 
 def rerun(
@@ -147,10 +153,16 @@ def rerun(
     graded = []
     for i, key in enumerate(keys):
         report = read_harness(harness, i, key, state.folder / "harness" / f"{phase}-{i}.jsonl")
-        graded.append(
-            grade_harness(report, _exit_code(results / f"exit-{i}"), timed_out=result.timed_out)
-        )
+        stopped = result.timed_out or result.pids_limited
+        run = grade_harness(report, _exit_code(results / f"exit-{i}"), timed_out=stopped)
+        run = run.model_copy(update={"timed_out": result.timed_out})
+        graded.append(with_stop_reason(run, result, state.candidate_deadline, _candidate(phase)))
     return graded
+
+
+def _candidate(phase: str) -> bool:
+    """Whether a phase runs the candidate's tree (its suite or its re-runs)."""
+    return phase.startswith("candidate")
 
 
 def _pinned(pin: SuiteRun | None) -> list[str]:
@@ -199,7 +211,12 @@ def sandboxed(
         job_id=state.job_id,
         phase=phase,
     )
-    result = runtime.sandbox.run(spec, cancel)
+    if not _candidate(phase):
+        result = runtime.sandbox.run(spec, cancel)
+    else:
+        deadline = state.candidate_deadline
+        result = runtime.sandbox.run(spec, cancel, deadline.seconds)
+        deadline.record(result)
     keep_log(state, phase, result)
     return result
 

@@ -56,6 +56,7 @@ def build_verdict(state: Job, runtime: Runtime) -> Verdict:
         images=images,
         logs=state.logs,
         runner_version=__version__,
+        deadlines=state.deadline.verdict() if state.deadline is not None else None,
     )
 
 
