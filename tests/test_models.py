@@ -30,7 +30,7 @@ def test_committed_schema_matches_the_models() -> None:
 def test_verdict_top_level_fields_are_the_contract() -> None:
     assert list(Verdict.model_fields) == [
         "schema_version", "job_id", "status", "summary", "checks", "tests", "lint", "patch",
-        "repro", "timings", "resources", "images", "logs", "runner_version", "host",
+        "repro", "timings", "resources", "images", "logs", "runner_version", "host", "early",
     ]  # fmt: skip
 
 
