@@ -130,12 +130,22 @@ def select_tests(
             everything=True, reason=f"the change reaches most of the suite ({len(ids)} of {total})"
         )
     named = ", ".join(sorted(sources)[:3]) + (" …" if len(sources) > 3 else "")
+    whole, ids = _whole_files(ids, reached)
     return Selection(
         everything=False,
         reason=f"tests that executed {named}, the fail-to-pass ids and the changed test files",
         ids=sorted(ids),
-        files=sorted(test_files),
+        files=sorted({*test_files, *whole}),
     )
+
+
+def _whole_files(ids: set[str], reached: dict[str, set[str]]) -> tuple[set[str], set[str]]:
+    """Files every one of whose mapped tests is selected (named by path), and the rest."""
+    by_file: dict[str, set[str]] = {}
+    for test_id in reached:
+        by_file.setdefault(test_id.split("::", 1)[0], set()).add(test_id)
+    whole = {f for f, tests in by_file.items() if len(tests) > 1 and tests <= ids}
+    return whole, {t for t in ids if t.split("::", 1)[0] not in whole}
 
 
 def _needs_everything(path: str, change: FileChange, known: set[str], globs: list[str]) -> str:
@@ -182,12 +192,16 @@ def early_answer(
     f2p_ran = [t for t in fail_to_pass if t in early.tests]
     f2p_ok = [t for t in f2p_ran if early.tests[t].outcome not in _BAD]
     passed = sum(1 for r in early.tests.values() if r.outcome not in _BAD)
-    others = len(early.tests) - len(f2p_ran)
+    others = sum(
+        1 for t, r in early.tests.items() if r.outcome not in _BAD and t not in fail_to_pass
+    )
+    as_before = sum(1 for r in early.tests.values() if r.outcome in _BAD) - len(failed)
     head = f"fail-to-pass {len(f2p_ok)}/{len(fail_to_pass)} pass, " if fail_to_pass else ""
     if failed:
         tail = f"{len(failed)} of {len(early.tests)} affected tests fail ({failed[0]})"
     else:
         tail = f"{others} affected tests pass"
+        tail += f", {as_before} fail as on the baseline" if as_before > 0 else ""
     return EarlyAnswer(
         selection="affected",
         reason=selection.reason,
