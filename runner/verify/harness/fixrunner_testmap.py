@@ -4,13 +4,16 @@ Loaded by ``fixrunner_harness`` only when the runner passes ``--fixrunner-testma
 baseline run), so the candidate's runs never carry it. Per test (set-up, call and
 tear-down) it collects the ``co_filename`` of every function started under the work
 tree: with ``sys.monitoring`` where the Python has it (3.12+; each code object reports
-once per test, then is disabled until the next test), else with a profile hook on call
-events. At the end of the session it adds each tree module's direct dependencies (the
-tree modules its import statements name, so a change to a constant counts for the code
-reading it) and hands one ``testmap`` record to the harness's signed stream.
+once per test, then is disabled until the next test), else with a global trace
+function that sees call events and traces no frame further. At the end of the session
+it adds each tree module's direct dependencies (the tree modules its import statements
+name, so a change to a constant counts for the code reading it) and hands one
+``testmap`` record to the harness's signed stream.
 
-It only observes: nothing it does changes what a test sees, apart from a profile hook
-being set on Pythons without ``sys.monitoring``. Standard library only.
+It only observes: nothing it does changes what a test sees, apart from a trace function
+being set on Pythons without ``sys.monitoring`` (a test that installs its own, as coverage
+does, is left out of the map, so the runner selects it whatever changes; the hook is
+set again for the next test).
 """
 
 from __future__ import annotations
@@ -59,8 +62,10 @@ class TestMap:
                     monitoring.set_events(tool, monitoring.events.PY_START)
                     self._tool = tool
                     return
-        sys.setprofile(self._on_profile)
-        threading.setprofile(self._on_profile)
+        # a global trace function sees only call events, and returning None leaves each
+        # frame untraced: a quarter of a profile hook's events (no returns, no C calls)
+        sys.settrace(self._on_call)
+        threading.settrace(self._on_call)
 
     def _on_start(self, code: types.CodeType, offset: int) -> object:
         filename = code.co_filename
@@ -69,11 +74,10 @@ class TestMap:
         # once per code object per test: restart_events() re-arms it for the next test
         return self._monitoring.DISABLE
 
-    def _on_profile(self, frame: types.FrameType, event: str, arg: object) -> None:
-        if event == "call":
-            filename = frame.f_code.co_filename
-            if filename.startswith(self._prefix):
-                self._current.add(filename)
+    def _on_call(self, frame: types.FrameType, event: str, arg: object) -> None:
+        filename = frame.f_code.co_filename
+        if filename.startswith(self._prefix):
+            self._current.add(filename)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
@@ -82,6 +86,11 @@ class TestMap:
         if self._tool is not None:
             self._monitoring.restart_events()
         yield
+        if self._tool is None and sys.gettrace() != self._on_call:
+            # replaced by the test (a debugger, coverage): what it ran is unknown
+            sys.settrace(self._on_call)
+            threading.settrace(self._on_call)
+            return
         files = self._current
         path = str(getattr(item, "path", "") or "")
         if path.startswith(self._prefix):
@@ -105,7 +114,7 @@ class TestMap:
             files=sorted(files, key=files.__getitem__),
             tests=tests,
             deps={str(k): v for k, v in deps.items() if v},
-            monitor="sys.monitoring" if self._tool is not None else "setprofile",
+            monitor="sys.monitoring" if self._tool is not None else "settrace",
         )
 
     def _stop(self) -> None:
@@ -113,9 +122,9 @@ class TestMap:
             self._monitoring.set_events(self._tool, 0)
             self._monitoring.free_tool_id(self._tool)
             self._tool = None
-        elif sys.getprofile() == self._on_profile:
-            sys.setprofile(None)
-            threading.setprofile(None)
+        elif sys.gettrace() == self._on_call:
+            sys.settrace(None)
+            threading.settrace(None)
 
 
 def _module_deps(prefix: str) -> Iterator[tuple[str, set[str]]]:
