@@ -104,11 +104,17 @@ def _verify(
     return verdict
 
 
-def test_first_run_has_no_map_and_selects_everything(warm: Verdict) -> None:
+def _recorded_map(runtime: Runtime, verdict: Verdict) -> bool:
+    stream = runtime.jobs_dir / verdict.job_id / "harness" / "baseline.jsonl"
+    return '"kind": "testmap"' in stream.read_text(encoding="utf-8")
+
+
+def test_first_run_has_no_map_and_selects_everything(warm: Verdict, runtime: Runtime) -> None:
     assert warm.status == "verified", warm.summary
     assert warm.early is not None
     assert warm.early.selection == "all" and warm.early.selected == 0
     assert "no per-test map for this commit yet" in warm.early.reason
+    assert _recorded_map(runtime, warm)
 
 
 def test_a_change_to_one_module_selects_the_tests_that_execute_it(
@@ -144,6 +150,8 @@ def test_a_conftest_change_selects_everything(
     assert verdict.early is not None and verdict.early.selection == "all"
     assert "tests/conftest.py" in verdict.early.reason
     assert verdict.early.selected == 0
+    # its baseline ran afresh (the conftest change is in it) without recording the map again
+    assert "baseline" in verdict.timings and not _recorded_map(runtime, verdict)
 
 
 BROKEN_AREA = {"shapes/area.py": AREA.replace("side * side", "side + side")}

@@ -125,7 +125,8 @@ def select_tests(
     # a changed test file runs whole (by path); a deleted one's ids no longer exist
     ids = {t for t in ids if t.split("::", 1)[0] not in changed_tests}
     total = len(baseline.tests) or len(reached)
-    count = len(ids) + sum(1 for t in reached if t.split("::", 1)[0] in test_files)
+    in_files = {*reached, *baseline.tests}
+    count = len(ids) + sum(1 for t in in_files if t.split("::", 1)[0] in test_files)
     if total and count >= MOST_OF_THE_SUITE * total and count > 1:
         return Selection(
             everything=True, reason=f"the change reaches most of the suite ({count} of {total})"

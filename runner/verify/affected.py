@@ -35,7 +35,14 @@ from runner.verify.runs import PYTEST_ARGS, rerun, run_pytest
 from runner.verify.runtime import Runtime
 from runner.workspace.trees import copy_tree
 
-__all__ = ["TESTMAP_OPTION", "Early", "compare_early", "record_testmap", "start_early"]
+__all__ = [
+    "TESTMAP_OPTION",
+    "Early",
+    "compare_early",
+    "map_args",
+    "record_testmap",
+    "start_early",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -89,6 +96,12 @@ def record_testmap(
         baseline=baseline.model_copy(update={"tests": outcomes, "collection_errors": []}),
     )
     store_text(runtime, f"{map_key(state, command)}.testmap.json", entry.model_dump_json())
+
+
+def map_args(state: Job, runtime: Runtime, command: list[str]) -> list[str]:
+    """The baseline's extra pytest arguments: the map's switch while the commit has none."""
+    # recorded once per commit: the map's trace costs the baseline run time
+    return [] if load_testmap(state, runtime, command) is not None else [TESTMAP_OPTION]
 
 
 def load_testmap(state: Job, runtime: Runtime, command: list[str]) -> MapCache | None:

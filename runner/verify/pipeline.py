@@ -43,7 +43,7 @@ from runner.models import (
     Verdict,
 )
 from runner.sandbox.docker import hand_over
-from runner.verify.affected import TESTMAP_OPTION, compare_early, record_testmap, start_early
+from runner.verify.affected import compare_early, map_args, record_testmap, start_early
 from runner.verify.caches import (
     baseline_key,
     load_baseline,
@@ -322,12 +322,13 @@ def _runs(
         ]
         baseline_future = None
         if cached is None:
+            mapping = map_args(state, runtime, command)
             baseline_future = pool.submit(
                 timed,
                 state,
                 "baseline",
                 lambda: run_pytest(
-                    state, runtime, baseline_dir, "baseline", command, cancel, [TESTMAP_OPTION]
+                    state, runtime, baseline_dir, "baseline", command, cancel, mapping
                 ),
             )
         first = start_early(state, runtime, pool, candidate_dir, command, cached, parsed, cancel)
