@@ -23,7 +23,7 @@ from test_pipeline import (
 
 from runner.config import Settings
 from runner.environments.images import BaseImage
-from runner.models import FixJob, Verdict
+from runner.models import FixJob, SuiteRun, Verdict
 from runner.verify.pipeline import Runtime, verify
 
 pytestmark = pytest.mark.docker
@@ -169,6 +169,10 @@ def test_a_failing_affected_test_with_fail_fast_rejects_early(
     assert early.answer.endswith("; stopping (fail_fast)")
     # the evidence is the early run's: the perimeter tests never ran to completion
     assert verdict.tests.pass_to_fail == ["tests/test_area.py::test_square_area"]
+    kept = runtime.jobs_dir / verdict.job_id / "candidate.json"
+    assert sorted(SuiteRun.model_validate_json(kept.read_text(encoding="utf-8")).tests) == (
+        AREA_TESTS
+    )
 
 
 def test_without_fail_fast_the_full_suite_still_runs(

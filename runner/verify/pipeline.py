@@ -365,6 +365,9 @@ def _runs(
         lint = lint_future.result()
         repro_runs = repro_evidence(state, [f.result() for f in repro_futures])
         early = early_result(early_future)
+    if first.stopped and first.run is not None:
+        # fail_fast: the affected tests' run is the candidate's evidence; the suite was stopped
+        candidate = first.run
     state.evidence = state.evidence.model_copy(
         update={"baseline": baseline, "candidate": candidate, "lint": lint, "repro": repro_runs}
     )
@@ -372,11 +375,9 @@ def _runs(
     # (the fix loop), under the ids pytest itself reported.
     (state.folder / "baseline.json").write_text(baseline.model_dump_json(), encoding="utf-8")
     (state.folder / "candidate.json").write_text(candidate.model_dump_json(), encoding="utf-8")
-    if first.stopped and first.run is not None:
-        # fail_fast: the affected tests' run is the candidate's evidence; the suite was stopped
-        state.evidence = state.evidence.model_copy(
-            update={"candidate": first.run, "comparison": compare_early(baseline, first.run)}
-        )
+    if first.stopped:
+        comparison = compare_early(baseline, candidate)
+        state.evidence = state.evidence.model_copy(update={"comparison": comparison})
         return
     if not (baseline.valid and candidate.valid):
         state.evidence = state.evidence.model_copy(
