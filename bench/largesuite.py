@@ -64,6 +64,7 @@ class Run:
     early_seconds: float | None
     early_selection: str
     early_selected: int
+    early_reason: str
     early_failed: int
     agrees: bool | None
     timings: dict[str, float]
@@ -138,6 +139,7 @@ def verify(repo: Path, base: str, patch: str, test_patch: str | None, folder: Pa
         early_seconds=early.get("seconds"),
         early_selection=early.get("selection", ""),
         early_selected=int(early.get("selected", 0)),
+        early_reason=str(early.get("reason", "")),
         early_failed=len(early.get("failed", [])),
         agrees=early.get("agrees"),
         timings=verdict.get("timings", {}),
@@ -209,8 +211,13 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
-def _early(runs: list[Run]) -> float:
-    return median([r.early_seconds for r in runs if r.early_seconds is not None])
+def _early(runs: list[Run]) -> str:
+    """The early answer's median time, or why there was none (everything selected)."""
+    ran = [r for r in runs if r.early_selection == "affected" and r.early_seconds is not None]
+    if not ran:
+        return "none: " + (runs[0].early_reason if runs else "no run")
+    selected = median([r.early_selected for r in ran])
+    return f"{median([r.early_seconds or 0.0 for r in ran]):.1f} s ({selected:.0f} tests)"
 
 
 def _line(f: CaseFigures, i: int) -> str:
@@ -246,11 +253,10 @@ def render(all_figures: list[CaseFigures], command: str, loads: tuple[str, str])
             ]
         )
         walls = [median([r.wall for r in runs]) for runs in (f.first, f.second, f.noop)]
-        selected = median([r.early_selected for r in f.second])
         out.append(
             f"| {f.case} | {f.tests} | {median(f.bare):.1f} s | {walls[0]:.1f} s "
-            f"| {walls[1]:.1f} s | {_early(f.second):.1f} s ({selected:.0f} tests) "
-            f"| {walls[2]:.1f} s | {_early(f.noop):.1f} s | {ratio:.2f} x |"
+            f"| {walls[1]:.1f} s | {_early(f.second)} | {walls[2]:.1f} s | {_early(f.noop)} "
+            f"| {ratio:.2f} x |"
         )
     answers = [r for f in all_figures for r in (*f.second, *f.noop) if r.agrees is not None]
     agreed = sum(1 for r in answers if r.agrees)
