@@ -15,7 +15,9 @@ hostile candidates' time to verdict. Every figure carries its phase breakdown fr
 verdict's timings. Then 20 jobs at once through `runner serve` at concurrency 1 and 2
 (bench/load.py), and the same 20 jobs through the Celery executor with 1 and 2
 workers, one per private Docker engine
-(bench/scaleout.py; on by default, off with --no-scaleout or BENCH_SCALEOUT=0). Writes
+(bench/scaleout.py; on by default, off with --no-scaleout or BENCH_SCALEOUT=0). Large
+real suites from the accuracy corpus, affected tests first: bench/largesuite.py (on by
+default, off with --no-large or BENCH_LARGE=0; its own section). Writes
 the "Verification speed" and "Scale-out (Celery)" sections of docs/benchmarks.md and
 prints them. Not a test.
 """
@@ -45,6 +47,7 @@ from pathlib import Path
 import costs
 import docker
 import errortopr
+import largesuite
 import load
 import scaleout
 from workloads import Workload, flask_workload, hostile_patch, synthetic_workload
@@ -565,6 +568,12 @@ def main() -> int:
         default=int(os.environ.get("BENCH_PR_RUNS", "1")),
         help="runs of the error → draft PR scene (make demo-pr); 0: off",
     )
+    parser.add_argument(
+        "--large",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("BENCH_LARGE", "1") != "0",
+        help="large corpus suites, affected tests first (bench/largesuite.py; BENCH_LARGE=0: off)",
+    )
     parser.add_argument("--workloads", default="flask,synthetic")
     parser.add_argument("--wait-quiet", action="store_true", help="wait for load < 1.0 first")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -618,6 +627,12 @@ def main() -> int:
         samples = errortopr.run(args.pr_runs)
         pr_text = errortopr.section(samples, command, (pr_load, loadavg()))
         print(pr_text)
+    large_text = ""
+    if args.large:
+        cases = os.environ.get("BENCH_LARGE_CASES", largesuite.DEFAULT_CASES)
+        runs_large = int(os.environ.get("BENCH_LARGE_RUNS", "1"))
+        large_text = largesuite.run(cases, runs_large, None, command)
+        print(large_text)
     print(f"total {time.monotonic() - started:.0f} s")
     if not args.no_write:
         write_section(args.output, text)
@@ -625,6 +640,8 @@ def main() -> int:
             scaleout.write_section(args.output, scaleout_text)
         if pr_text:
             errortopr.write_section(args.output, pr_text)
+        if large_text:
+            largesuite.write_section(args.output, large_text)
         print(f"wrote {args.output}")
     return 0
 

@@ -31,8 +31,7 @@ def test_verdict_top_level_fields_are_the_contract() -> None:
     assert list(Verdict.model_fields) == [
         "schema_version", "job_id", "status", "summary", "checks", "tests", "lint", "patch",
         "repro", "timings", "resources", "images", "logs", "runner_version", "host",
-        "patch_coverage",
-        "deadlines",
+        "patch_coverage", "deadlines", "early",
     ]  # fmt: skip
 
 

@@ -103,6 +103,21 @@ def test_logs_follow_a_running_job_until_it_ends(client: RunnerClient, repo: Pat
     assert client.get(ref.id).status == "done"
 
 
+def test_the_job_log_carries_the_early_answer_of_the_affected_tests(
+    client: RunnerClient, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # a third test module that never runs calc.py: the fix's affected tests are two of three
+    three = make_calc_repo(tmp_path_factory.mktemp("calc-three") / "repo", slow_seconds=0)
+    first = client.submit(_job(three))
+    client.wait(first.id, timeout=240)
+    assert " early     none (no per-test map for this commit yet" in client.logs(first.id)
+    second = client.submit(_job(three))
+    verdict = client.wait(second.id, timeout=240)
+    assert verdict.status == "verified", verdict.summary
+    assert verdict.early is not None and verdict.early.selected == 2
+    assert " early     2 affected tests pass; full suite running\n" in client.logs(second.id)
+
+
 def test_the_same_idempotency_key_returns_the_existing_job(
     client: RunnerClient, repo: Path
 ) -> None:

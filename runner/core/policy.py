@@ -113,6 +113,12 @@ class Policy(Model):
     name: str
     description: str = ""
     reruns: int = Field(default=2, ge=0, le=10, description="Re-runs of changed tests.")
+    fail_fast: bool | None = Field(
+        default=None,
+        description="End the job 'rejected' when an affected test, run first, fails (confirmed "
+        "by the re-runs), without waiting for the full suite. Unset: the caller decides (on in "
+        "the fix loop, off in verify-patch).",
+    )
     limits: LimitsPolicy = Field(default_factory=LimitsPolicy)
     patch: PatchPolicy = Field(default_factory=PatchPolicy)
     lint: LintPolicy = Field(default_factory=LintPolicy)

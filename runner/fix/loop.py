@@ -361,7 +361,8 @@ def _verify(
         job_id=f"{result.fix_id}-a{attempt.number}",
     )
     loop.progress("verify", f"attempt {attempt.number}: verifying the candidate in the sandbox")
-    verdict = verify(job, loop.runtime, loop.progress, loop.cancel)
+    # fail_fast by default here: a rejected attempt's early answer is enough to ask again
+    verdict = verify(job, loop.runtime, loop.progress, loop.cancel, fail_fast=True)
     baseline, candidate = _job_files(loop.runtime, verdict.job_id)
     loop.baselines[attempt.number] = baseline
     return verdict, candidate

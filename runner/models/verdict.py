@@ -105,6 +105,46 @@ class PatchCoverage(Model):
         return text
 
 
+class EarlyAnswer(Model):
+    """The affected tests run first in the candidate tree, and what they said (additive)."""
+
+    selection: Literal["affected", "all"] = Field(
+        description="'affected': the tests the per-test map ties to the changed files, the "
+        "fail-to-pass ids and the changed test files ran first; 'all': no early run, "
+        "the full suite was the first answer (see reason)."
+    )
+    reason: str = Field(description="Why these tests were selected, for a person.")
+    selected: int = Field(default=0, description="How many tests ran early.")
+    ids: list[str] = Field(
+        default_factory=list, description="The tests that ran early (first 200)."
+    )
+    passed: int = Field(default=0, description="Selected tests that passed (or were skipped).")
+    failed: list[str] = Field(
+        default_factory=list,
+        description="Selected tests that failed in the candidate and did not fail on the "
+        "baseline, or fail-to-pass ids that still fail (first 50).",
+    )
+    fail_to_pass: str = Field(default="", description="Fail-to-pass ids passing early, 'n/m'.")
+    seconds: float | None = Field(
+        default=None, description="Seconds from the job's start to the early answer."
+    )
+    answer: str = Field(
+        default="",
+        description="The early answer as the progress stream showed it (phase 'early'), "
+        "e.g. 'fail-to-pass 2/2 pass, 41 affected tests pass; full suite running'.",
+    )
+    stopped: bool = Field(
+        default=False,
+        description="The job ended at the early answer: a failure among the affected tests "
+        "under the policy's fail_fast; the full suite did not decide.",
+    )
+    agrees: bool | None = Field(
+        default=None,
+        description="Whether the early answer (pass or fail) matched the final status; None "
+        "when nothing ran early or the verdict is an error.",
+    )
+
+
 class PatchStats(Model):
     """What the candidate patch touched and how it applied."""
 
@@ -247,6 +287,10 @@ class Verdict(Model):
     deadlines: Deadlines | None = Field(
         default=None,
         description="The candidate's deadline and where it came from; None when nothing ran.",
+    )
+    early: EarlyAnswer | None = Field(
+        default=None,
+        description="The affected-tests-first answer; None when no suite ran (additive, 1.2).",
     )
 
     @classmethod

@@ -14,6 +14,7 @@ from runner.core.policy import Policy
 from runner.environments.imagebuild import EnvImage
 from runner.environments.images import BaseImage
 from runner.models import (
+    EarlyAnswer,
     Evidence,
     FixJob,
     PhaseLog,
@@ -45,6 +46,10 @@ class Job:
     baseline_cached: bool = False
     repro_problems: dict[str, str] = field(default_factory=dict)
     deadline: CandidateDeadline | None = None
+    commit: str = ""
+    started: float = field(default_factory=time.monotonic)
+    fail_fast: bool = False
+    early: EarlyAnswer | None = None
 
     @property
     def candidate_deadline(self) -> CandidateDeadline:
@@ -74,6 +79,7 @@ _PHASE_MESSAGES = {
     "baseline": "running the tests without the fix",
     "candidate": "running the tests with the fix",
     "lint": "running flake8 on the changed files",
+    "candidate-affected": "running the affected tests first, beside the suite",
     "reruns-early": "re-running the baseline's failing tests with the fix, beside the suite",
     "repro-baseline": "running the repro command(s) without the fix",
     "repro-candidate": "running the repro command(s) with the fix",

@@ -44,6 +44,7 @@ from runner.models import (
     Verdict,
 )
 from runner.sandbox.docker import hand_over
+from runner.verify.affected import compare_early, map_args, record_testmap, start_early
 from runner.verify.caches import (
     baseline_key,
     load_baseline,
@@ -96,8 +97,14 @@ def verify(
     runtime: Runtime,
     progress: Progress = _quiet,
     cancel: threading.Event | None = None,
+    *,
+    fail_fast: bool = False,
 ) -> Verdict:
-    """Verify one candidate patch; always returns a verdict, also written to the job folder."""
+    """Verify one candidate patch; always returns a verdict, also written to the job folder.
+
+    ``fail_fast`` is the caller's default for the policy's key of that name: a failure
+    among the affected tests, run first, then ends the job ``rejected`` early.
+    """
     job_id = job.job_id or new_job_id()
     bind_job(job_id)
     folder = runtime.jobs_dir / job_id
@@ -109,6 +116,8 @@ def verify(
         unbind_job()
         return write_verdict(folder, error_verdict(job_id, str(exc)))
     state = Job(job=job, job_id=job_id, folder=folder, policy=policy, progress=progress)
+    state.started = started
+    state.fail_fast = fail_fast if policy.fail_fast is None else policy.fail_fast
     trees = folder / "trees"
     stop, expired, done = threading.Event(), threading.Event(), threading.Event()
     watcher = threading.Thread(
@@ -217,7 +226,7 @@ def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event 
     with state.phase("checkout", "fetching the repository"):
         url = validate_repo_url(state.job.repo, runtime.settings.security.allow_local_repos)
         mirror, commit = runtime.mirrors.resolve(url, state.job.base, cancel)
-        state.mirror = mirror
+        state.mirror, state.commit = mirror, commit
         limits = CheckoutLimits.of(runtime.settings.workspace)
         baseline_dir = checkout(mirror, commit, trees / "baseline", limits, cancel)
     # The environment reads only the baseline tree, so the candidate's checkout overlaps it.
@@ -345,17 +354,22 @@ def _runs(
         ]
         baseline_future = None
         if cached is None:
+            mapping = map_args(state, runtime, command)
             baseline_future = pool.submit(
                 timed,
                 state,
                 "baseline",
-                lambda: run_pytest(state, runtime, baseline_dir, "baseline", command, cancel),
+                lambda: run_pytest(
+                    state, runtime, baseline_dir, "baseline", command, cancel, mapping
+                ),
             )
+        first = start_early(state, runtime, pool, candidate_dir, command, cached, parsed, cancel)
+        suite_cancel = first.suite_cancel(cancel)
         candidate_future = pool.submit(
             timed,
             state,
             "candidate",
-            lambda: run_pytest(state, runtime, candidate_dir, "candidate", command, cancel),
+            lambda: run_pytest(state, runtime, candidate_dir, "candidate", command, suite_cancel),
         )
         lint_future = pool.submit(
             timed,
@@ -365,21 +379,29 @@ def _runs(
                 state, runtime, baseline_dir, candidate_dir, baseline_tree, parsed, cancel
             ),
         )
+        if first.future is not None:
+            state.early = first.answer(state, runtime, command, cancel)
         if baseline_future is not None:
             baseline = baseline_future.result()
             # learned now: shortens the candidate's runs still going (the watchdog asks)
             state.candidate_deadline.learn(baseline)
             if baseline.valid:
                 store_baseline(runtime, key, baseline)
+                record_testmap(state, runtime, command, baseline, parsed)
         else:
             assert cached is not None
             baseline = cached
             state.baseline_cached = True
             state.progress("baseline", "baseline results reused from the cache")
+        if first.future is None:
+            state.early = first.answer(state, runtime, command, cancel)
         candidate = candidate_future.result()
         lint = lint_future.result()
         repro_runs = repro_evidence(state, [f.result() for f in repro_futures])
         early = early_result(early_future)
+    if first.stopped and first.run is not None:
+        # fail_fast: the affected tests' run is the candidate's evidence; the suite was stopped
+        candidate = first.run
     state.evidence = state.evidence.model_copy(
         update={"baseline": baseline, "candidate": candidate, "lint": lint, "repro": repro_runs}
     )
@@ -387,6 +409,10 @@ def _runs(
     # (the fix loop), under the ids pytest itself reported.
     (state.folder / "baseline.json").write_text(baseline.model_dump_json(), encoding="utf-8")
     (state.folder / "candidate.json").write_text(candidate.model_dump_json(), encoding="utf-8")
+    if first.stopped:
+        comparison = compare_early(baseline, candidate)
+        state.evidence = state.evidence.model_copy(update={"comparison": comparison})
+        return
     if not (baseline.valid and candidate.valid):
         state.evidence = state.evidence.model_copy(
             update={"comparison": compare(baseline, candidate)}

@@ -35,14 +35,25 @@ def build_verdict(state: Job, runtime: Runtime) -> Verdict:
     if state.env is not None:
         images.environment_image = state.env.tag
         images.environment = state.env.info()
+    status, summary = judgement.status, judgement.summary
+    early = state.early
+    if early is not None and early.stopped and status != "error":
+        shown = ", ".join(early.failed[:5])
+        summary = (
+            f"rejected early (fail_fast; the full suite was stopped): {len(early.failed)} "
+            f"affected test(s) fail: {shown}" + (f"; {summary}" if status == "rejected" else "")
+        )
+        status = "rejected"
+    if early is not None and status != "error" and (early.selected or early.stopped):
+        early = early.model_copy(update={"agrees": (not early.failed) == (status == "verified")})
     timings = dict(state.timings)
     if state.baseline_cached:
         timings["baseline"] = 0.0
         timings["baseline_cached"] = 1.0
     return Verdict(
         job_id=state.job_id,
-        status=judgement.status,
-        summary=judgement.summary,
+        status=status,
+        summary=summary,
         checks=judgement.checks,
         tests=tests,
         lint=evidence.lint or LintSummary(),
@@ -51,6 +62,7 @@ def build_verdict(state: Job, runtime: Runtime) -> Verdict:
         patch_coverage=patch_coverage(evidence, state.policy.test_globs)
         if judgement.status != "error"
         else None,
+        early=early,
         timings=timings,
         resources=Resources(limits=state.policy.limits.for_phase("test")),
         images=images,

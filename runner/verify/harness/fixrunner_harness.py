@@ -21,6 +21,7 @@ It runs inside the sandbox with only the standard library and pytest: no runner 
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import hmac
 import json
@@ -37,7 +38,16 @@ RUN = os.environ.pop("FIXRUNNER_RUN", "0")
 WORK = os.path.realpath(os.environ.pop("FIXRUNNER_WORK", os.getcwd()))
 LONGREPR_HEAD = 2000
 LONGREPR_TAIL = 4000
-_HARNESS_MODULES = ("pytest", "_pytest", "pluggy", "py", "fixrunner_harness", "fixrunner_trace")
+_HARNESS_MODULES = (
+    "pytest",
+    "_pytest",
+    "pluggy",
+    "py",
+    "fixrunner_harness",
+    "fixrunner_trace",
+    "fixrunner_testmap",
+)
+TESTMAP_OPTION = "--fixrunner-testmap"
 _PATH_EVENTS = frozenset(
     {
         "open",
@@ -250,12 +260,21 @@ def _crash(report: pytest.TestReport | pytest.CollectReport) -> dict[str, Any] |
     return {"path": crash.path, "lineno": crash.lineno, "message": str(crash.message)[:2000]}
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The runner's switch for the per-test map of executed files (the baseline run)."""
+    parser.addoption(TESTMAP_OPTION, action="store_true", help=argparse.SUPPRESS)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Leave sys.modules once registered: reaching this module again means importing it."""
     # pytest keeps the registered module; code that imports it anew fires an audit
     # "import" event (an alert) and finds its key already gone.
     sys.modules.pop(__name__, None)
+    if config.getoption(TESTMAP_OPTION) and _STREAM is not None:
+        import fixrunner_testmap  # type: ignore[import-not-found]  # beside this file
+
+        config.pluginmanager.register(fixrunner_testmap.TestMap(WORK, _write), "fixrunner-testmap")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

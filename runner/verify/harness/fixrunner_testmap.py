@@ -1,0 +1,174 @@
+"""Which of the tree's files each test executes: the baseline run's per-test map.
+
+Loaded by ``fixrunner_harness`` only when the runner passes ``--fixrunner-testmap`` (the
+baseline run), so the candidate's runs never carry it. Per test (set-up, call and
+tear-down) it collects the ``co_filename`` of every function started under the work
+tree: with ``sys.monitoring`` where the Python has it (3.12+; each code object reports
+once per test, then is disabled until the next test), else with a global trace
+function that sees call events and traces no frame further. At the end of the session
+it adds each tree module's direct dependencies (the tree modules its import statements
+name, so a change to a constant counts for the code reading it) and hands one
+``testmap`` record to the harness's signed stream.
+
+It only observes: nothing it does changes what a test sees, apart from a trace function
+being set on Pythons without ``sys.monitoring`` (a test that installs its own, as coverage
+does, is left out of the map, so the runner selects it whatever changes; the hook is
+set again for the next test).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+import sys
+import threading
+import types
+import typing
+from collections.abc import Callable, Iterator
+
+import pytest
+
+_TOOL_NAME = "fixrunner-testmap"
+# Tool ids 3 and 4 have no assigned user: coverage (1), debuggers (0) and profilers (2)
+# keep theirs, so a suite measuring itself still can.
+_FREE_TOOL_IDS = (4, 3)
+
+
+class TestMap:
+    """The files each test executed, relative to the work tree."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, work: str, write: Callable[..., None]) -> None:
+        self._prefix = work.rstrip(os.sep) + os.sep
+        self._work = work
+        self._write = write
+        self._current: set[str] = set()
+        self._tests: dict[str, set[str]] = {}
+        self._tool: int | None = None
+        # typed loosely: the checker's Python (3.11) has no sys.monitoring
+        self._monitoring: typing.Any = getattr(sys, "monitoring", None)
+        self._start()
+
+    # ------------------------------------------------------------------ collection
+    def _start(self) -> None:
+        monitoring = self._monitoring
+        if monitoring is not None:
+            for tool in _FREE_TOOL_IDS:
+                if monitoring.get_tool(tool) is None:
+                    monitoring.use_tool_id(tool, _TOOL_NAME)
+                    monitoring.register_callback(tool, monitoring.events.PY_START, self._on_start)
+                    monitoring.set_events(tool, monitoring.events.PY_START)
+                    self._tool = tool
+                    return
+        # a global trace function sees only call events, and returning None leaves each
+        # frame untraced: a quarter of a profile hook's events (no returns, no C calls)
+        sys.settrace(self._on_call)
+        threading.settrace(self._on_call)
+
+    def _on_start(self, code: types.CodeType, offset: int) -> object:
+        filename = code.co_filename
+        if filename.startswith(self._prefix):
+            self._current.add(filename)
+        # once per code object per test: restart_events() re-arms it for the next test
+        return self._monitoring.DISABLE
+
+    def _on_call(self, frame: types.FrameType, event: str, arg: object) -> None:
+        filename = frame.f_code.co_filename
+        if filename.startswith(self._prefix):
+            self._current.add(filename)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
+        """Collect what set-up, call and tear-down of ``item`` execute."""
+        self._current = set()
+        if self._tool is not None:
+            self._monitoring.restart_events()
+        yield
+        if self._tool is None and sys.gettrace() != self._on_call:
+            # replaced by the test (a debugger, coverage): what it ran is unknown
+            sys.settrace(self._on_call)
+            threading.settrace(self._on_call)
+            return
+        files = self._current
+        path = str(getattr(item, "path", "") or "")
+        if path.startswith(self._prefix):
+            files.add(path)
+        self._tests[item.nodeid] = files
+
+    # --------------------------------------------------------------------- record
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Stop collecting and write one ``testmap`` record (before the harness's ``finish``)."""
+        self._stop()
+        files: dict[str, int] = {}
+
+        def index(path: str) -> int:
+            rel = os.path.relpath(path, self._work)
+            return files.setdefault(rel, len(files))
+
+        tests = {nodeid: sorted(index(f) for f in found) for nodeid, found in self._tests.items()}
+        deps = {index(f): sorted(index(d) for d in used) for f, used in _module_deps(self._prefix)}
+        self._write(
+            "testmap",
+            files=sorted(files, key=files.__getitem__),
+            tests=tests,
+            deps={str(k): v for k, v in deps.items() if v},
+            monitor="sys.monitoring" if self._tool is not None else "settrace",
+        )
+
+    def _stop(self) -> None:
+        if self._tool is not None:
+            self._monitoring.set_events(self._tool, 0)
+            self._monitoring.free_tool_id(self._tool)
+            self._tool = None
+        elif sys.gettrace() == self._on_call:
+            sys.settrace(None)
+            threading.settrace(None)
+
+
+def _module_deps(prefix: str) -> Iterator[tuple[str, set[str]]]:
+    """Each tree module's file with the tree modules' files it imports (one hop)."""
+    by_name = {
+        name: path
+        for name, module in list(sys.modules.items())
+        if (path := _file_of(module)) is not None and path.startswith(prefix)
+    }
+    for name, own in by_name.items():
+        if not own.endswith(".py"):
+            continue
+        package = name if own.endswith("__init__.py") else name.rpartition(".")[0]
+        used = {by_name[n] for n in _imported(own, package) if n in by_name}
+        used.discard(own)
+        yield own, used
+
+
+def _imported(path: str, package: str) -> set[str]:
+    """Absolute names of what a module's import statements name (module or attribute)."""
+    try:
+        with open(path, "rb") as handle:
+            tree = ast.parse(handle.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                names.update(".".join(parts[: i + 1]) for i in range(len(parts)))
+        elif isinstance(node, ast.ImportFrom):
+            try:
+                base = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+            except (ImportError, ValueError):
+                continue
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _file_of(module: object) -> str | None:
+    try:
+        path = getattr(module, "__file__", None)
+    except Exception:  # a lazy module's __getattr__ may raise anything
+        return None
+    return path if isinstance(path, str) else None
