@@ -68,9 +68,7 @@ def conftest_findings(path: str, before: str, after: str) -> list[str] | None:
     old_autouse, new_autouse = _autouse(old), _autouse(new)
     changed_autouse = sorted(n for n, text in new_autouse.items() if old_autouse.get(n) != text)
     if changed_autouse:
-        findings.append(
-            f"{path}: adds or changes autouse fixture(s) {', '.join(changed_autouse)}"
-        )
+        findings.append(f"{path}: adds or changes autouse fixture(s) {', '.join(changed_autouse)}")
     return findings
 
 

@@ -5,7 +5,6 @@ Pure: a ParsedPatch in, findings (one line each) out.
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Iterable
 

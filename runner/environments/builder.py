@@ -25,7 +25,9 @@ from runner.common.hostenv import host_env
 from runner.config import Settings
 from runner.environments.images import (
     BASE_ENV_CHANGES,
+    DEFAULT_PYTHON,
     IMAGES_DIR,
+    PYTHON_SUITE,
     SUITE_PYTHON,
     BaseImage,
     host_debian_mirror,
@@ -42,7 +44,7 @@ BUILD_TIMEOUT_S = 1800
 def builder_suite(settings: Settings, base: BaseImage) -> str:
     """The Debian suite whose Python is the base's: the builder must match its base."""
     suites = [suite for suite, python in SUITE_PYTHON.items() if python == base.python]
-    return suites[0] if suites else settings.images.debian_suite
+    return suites[0] if suites else settings.images.debian_suite or PYTHON_SUITE[DEFAULT_PYTHON]
 
 
 def builder_tag(settings: Settings, base: BaseImage) -> str:
