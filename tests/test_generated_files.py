@@ -144,3 +144,31 @@ def test_fix_in_a_c_extension_is_compiled_and_verified(run: Verify, c_project: P
             note.startswith(f"project built in the {tree} tree") and "_speed.cpython" in note
             for note in notes
         ), notes
+
+
+# --------------------------------------------------------------------------- class 8
+
+UNUSABLE_PROJECT = {
+    "calc/__init__.py": "def double(x):\n    return x + x + 1\n",
+    # A dependency the project never declared: no test module imports in either tree.
+    "tests/test_calc.py": (
+        "import fixrunner_never_installed\nfrom calc import double\n\n\n"
+        "def test_double():\n    assert double(2) == 4\n"
+    ),
+    "requirements-test.txt": "pytest==8.3.5\nflake8==7.1.2\n",
+}
+
+
+def test_suite_that_imports_in_neither_tree_is_an_error_quoting_the_import_error(
+    run: Verify, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    project = Project.create(
+        tmp_path_factory.mktemp("unusable"), "calc", UNUSABLE_PROJECT, "double is off by one"
+    )
+    verdict = run(
+        project.diff({"calc/__init__.py": "def double(x):\n    return x + x\n"}),
+        repo=str(project.repo),
+    )
+    assert verdict.status == "error", verdict.summary
+    assert "no test could be collected in either tree" in verdict.summary
+    assert "fixrunner_never_installed" in verdict.summary

@@ -3,17 +3,20 @@
 A setuptools-scm or hatch-vcs version file (`_version.py`) and a compiled C extension
 exist only after a build. The environment image's install happens in a copy that is not
 kept, and the candidate's patch may change the C source, so each tree (baseline and
-candidate) is built in place by the project's own backend (PEP 660 `build_editable`),
-in a network-less sandbox of the environment image, before its tests run.
+candidate) is built by the project's own backend (PEP 660 `build_editable`) in a
+network-less sandbox of the environment image, in a scratch copy; the files the build
+added come back into the tree before its tests run.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import tempfile
 import threading
 from pathlib import Path
-from typing import Any
 
 import structlog
 
@@ -26,31 +29,32 @@ from runner.sandbox.docker import DockerSandbox, hand_over
 log = structlog.get_logger(__name__)
 
 BUILD_TIMEOUT_S = 900
-# Run by the image's venv python in the tree: the backend's editable build, its wheel
-# thrown away; a build/ folder it made is removed so pytest never collects copies.
+# Run by the image's venv python in a scratch copy of the tree: the backend's editable
+# build, its wheel thrown away.
 _PROGRAM = r"""
-import importlib, json, os, shutil, sys, tempfile
+import importlib, json, os, sys, tempfile
 backend, paths = sys.argv[1], json.loads(sys.argv[2])
 sys.path[:0] = [os.path.abspath(p) for p in paths]
-def walk():
-    found = set()
-    for root, dirs, files in os.walk("."):
-        dirs[:] = [d for d in dirs if d not in (".git", "build", "__pycache__")
-                   and not d.endswith(".egg-info")]
-        found.update(os.path.join(root, f)[2:] for f in files)
-    return found
-before, had_build = walk(), os.path.exists("build")
 module, _, attrs = backend.partition(":")
 obj = importlib.import_module(module)
 for part in filter(None, attrs.split(".")):
     obj = getattr(obj, part)
 hook = getattr(obj, "build_editable", None) or obj.build_wheel
 hook(tempfile.mkdtemp(), {})
-if not had_build and os.path.isdir("build"):
-    shutil.rmtree("build")
-print("@@fixrunner-made@@" + json.dumps(sorted(walk() - before)))
 """
-MARK = "@@fixrunner-made@@"
+_SKIPPED_DIRS = (".git", "build", "__pycache__")
+# Files the test run reads at start-up or collection: a build may not add them.
+_HARNESS_FILES = (
+    "conftest.py",
+    "sitecustomize.py",
+    "usercustomize.py",
+    "pytest.ini",
+    ".pytest.ini",
+    "tox.ini",
+    "setup.cfg",
+    "pyproject.toml",
+    ".flake8",
+)
 VERSION_FILE = "a version file written at build time (setuptools-scm or hatch-vcs)"
 C_EXTENSION = "a C extension"
 
@@ -85,7 +89,12 @@ def build_trees(
     job_id: str,
     cancel: threading.Event | None = None,
 ) -> list[str]:
-    """Build each named tree in place; notes saying what was made, or what failed."""
+    """Build each named tree; notes saying what was made, or what failed.
+
+    The backend runs in a scratch copy, and only files it added come back: a build never
+    changes a file of the tree, nor adds one the harness reads at start-up (a conftest.py,
+    a sitecustomize.py, a .pth) behind the weakening checks' back.
+    """
     first = next(iter(trees.values()))
     root = first.resolve()
     system = read_toml(root, root / "pyproject.toml").get("build-system", {})
@@ -94,29 +103,73 @@ def build_trees(
     env = {"HOME": "/tmp", **version_environment(first)}
     notes = []
     for name, tree in trees.items():
-        hand_over(tree, sandbox.user)
-        spec = RunSpec(
-            image=image.tag,
-            command=["python", "-c", _PROGRAM, backend, paths],
-            mounts=[Mount(source=tree, target="/work", read_only=False)],
-            env=env,
-            limits=Limits(timeout_s=BUILD_TIMEOUT_S, memory_mb=2048, tmpfs_mb=1024),
-            job_id=job_id,
-            phase=f"build-{name}",
-        )
-        result = sandbox.run(spec, cancel)
-        notes.append(_note(name, result.ok, result.output, result.exit_code))
+        with tempfile.TemporaryDirectory(prefix="fixrunner-treebuild-") as tmp:
+            scratch = Path(tmp) / "tree"
+            shutil.copytree(tree, scratch, symlinks=True, ignore=_ignore_git)
+            hand_over(Path(tmp), sandbox.user)
+            Path(tmp).chmod(0o755)
+            spec = RunSpec(
+                image=image.tag,
+                command=["python", "-c", _PROGRAM, backend, paths],
+                mounts=[Mount(source=scratch, target="/work", read_only=False)],
+                env=env,
+                limits=Limits(timeout_s=BUILD_TIMEOUT_S, memory_mb=2048, tmpfs_mb=1024),
+                job_id=job_id,
+                phase=f"build-{name}",
+            )
+            result = sandbox.run(spec, cancel)
+            kept, refused = bring_back(scratch, tree) if result.ok else ([], [])
+        notes.append(_note(name, result.ok, kept, result.output, result.exit_code))
+        if refused:
+            notes.append(f"the build in the {name} tree wrote {', '.join(refused[:5])}: not kept")
         log.info("environments.tree_built", tree=name, ok=result.ok, seconds=result.duration_s)
     return notes
 
 
-def _note(name: str, ok: bool, output: str, code: int | None) -> str:
-    made: list[Any] = []
-    if MARK in output:
-        try:
-            made = json.loads(output.split(MARK, 1)[1].strip().splitlines()[0])
-        except (ValueError, IndexError):
-            made = []
+def bring_back(scratch: Path, tree: Path) -> tuple[list[str], list[str]]:
+    """Copy the regular files the build added from ``scratch`` into ``tree``.
+
+    Returns (kept, refused): harness files, links and anything under .git, build/ or an
+    .egg-info folder stay behind; files that existed in the tree are never overwritten.
+    """
+    kept: list[str] = []
+    refused: list[str] = []
+    for folder, dirs, files in os.walk(scratch):
+        dirs[:] = [d for d in dirs if d not in _SKIPPED_DIRS and not d.endswith(".egg-info")]
+        for file in files:
+            source = Path(folder) / file
+            rel = source.relative_to(scratch)
+            target = tree / rel
+            if os.path.lexists(target) or source.is_symlink() or not source.is_file():
+                continue
+            if file in _HARNESS_FILES or file.endswith(".pth"):
+                refused.append(rel.as_posix())
+                continue
+            parent = target.parent
+            if not _plain_dir_inside(tree, parent):
+                refused.append(rel.as_posix())
+                continue
+            parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target, follow_symlinks=False)
+            kept.append(rel.as_posix())
+    return sorted(kept), sorted(refused)
+
+
+def _plain_dir_inside(tree: Path, folder: Path) -> bool:
+    # Every existing part of the path is a real folder inside the tree, never a link.
+    current = tree
+    for part in folder.relative_to(tree).parts:
+        current = current / part
+        if current.is_symlink() or (current.exists() and not current.is_dir()):
+            return False
+    return folder.resolve().is_relative_to(tree.resolve())
+
+
+def _ignore_git(folder: str, names: list[str]) -> list[str]:
+    return [name for name in names if name == ".git"]
+
+
+def _note(name: str, ok: bool, made: list[str], output: str, code: int | None) -> str:
     if ok:
         listed = ", ".join(str(x) for x in made[:5]) or "no new file"
         more = f" and {len(made) - 5} more" if len(made) > 5 else ""
