@@ -105,6 +105,7 @@ PROJECT = {
     "scripts/seed_db.py": SCRIPT,
     "tests/test_seed.py": TESTS,
     "requirements-test.txt": "pytest==8.3.5\nflake8==7.1.2\n",
+    ".flake8": "[flake8]\nmax-line-length = 100\n",  # a project that lints with flake8
 }
 
 REPRO = {"repro": ["python scripts/seed_db.py"], "expect_error": "RuntimeError: Working outside"}

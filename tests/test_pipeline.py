@@ -84,6 +84,7 @@ PROJECT = {
     "    return [1, 2, 3, 4]\n",
     "tests/test_calc.py": TESTS,
     "requirements-test.txt": "pytest==8.3.5\nflake8==7.1.2\n",
+    ".flake8": "[flake8]\nmax-line-length = 100\n",  # a project that lints with flake8
 }
 
 # The right fix, its regression test, and pieces hostile candidates are built from.
@@ -560,6 +561,53 @@ def test_new_unused_import_fails_lint(run: Verify, project: Project, runtime: Ru
     # flake8 writes its findings to a file in the results folder, not to stdout
     lint_log = runtime.jobs_dir / verdict.job_id / "logs" / "lint.log"
     assert "F401" not in lint_log.read_text(encoding="utf-8")
+
+
+# A project that declares no lint rules, and one that declares ruff's (issue 17, class 9).
+UNCONFIGURED = {k: v for k, v in PROJECT.items() if k != ".flake8"}
+WITH_IMPORT = FIXED_OPS.replace(
+    '"""Arithmetic helpers."""\n', '"""Arithmetic helpers."""\nimport os\n'
+)
+WITH_UNDEFINED = FIXED_OPS + "\n\ndef unused():\n    return missing_name\n"
+
+
+@pytest.fixture(scope="module")
+def lint_projects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Project]:
+    root = tmp_path_factory.mktemp("lint-rules")
+    ruff = {**UNCONFIGURED, "ruff.toml": '[lint]\nselect = ["E", "F", "I"]\n'}
+    (root / "none").mkdir()
+    (root / "ruff").mkdir()
+    return {
+        "none": Project.create(root / "none", "calc", UNCONFIGURED, "no lint config"),
+        "ruff": Project.create(root / "ruff", "calc", ruff, "ruff's rules"),
+    }
+
+
+def _lint_run(runtime: Runtime, project: Project, files: dict[str, Content]) -> Verdict:
+    job = FixJob(patch=project.diff({**RIGHT_FIX, **files}), repo=str(project.repo))
+    return validated(verify(job, runtime), runtime)
+
+
+def test_without_lint_config_only_real_errors_block(
+    runtime: Runtime, lint_projects: dict[str, Project]
+) -> None:
+    project = lint_projects["none"]
+    verdict = _lint_run(runtime, project, {"calc/ops.py": WITH_IMPORT})
+    assert verdict.status == "verified", verdict.summary
+    assert [(f.code, f.blocking) for f in verdict.lint.new] == [("F401", False)]
+    verdict = _lint_run(runtime, project, {"calc/ops.py": WITH_UNDEFINED})
+    assert verdict.status == "rejected"
+    assert failed(verdict) == {"lint"}
+    assert [(f.code, f.blocking) for f in verdict.lint.new if f.blocking] == [("F821", True)]
+
+
+def test_a_ruff_config_is_the_projects_lint_rules(
+    runtime: Runtime, lint_projects: dict[str, Project]
+) -> None:
+    verdict = _lint_run(runtime, lint_projects["ruff"], {"calc/ops.py": WITH_IMPORT})
+    assert verdict.status == "rejected"
+    assert failed(verdict) == {"lint"}
+    assert [(f.code, f.blocking) for f in verdict.lint.new] == [("F401", True)]
 
 
 @pytest.mark.parametrize(

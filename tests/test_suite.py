@@ -585,3 +585,20 @@ def test_adds_noqa_tells_when_the_unsuppressed_lint_run_is_needed(
     added: str, expected: bool
 ) -> None:
     assert adds_noqa(parse_patch(_one_line_diff(added))) is expected
+
+
+def test_ruff_config_becomes_flake8_options() -> None:
+    from runner.core.lint import ruff_flake8_options
+
+    pyproject = {"tool": {"ruff": {"line-length": 88, "lint": {"select": ["E", "F", "I", "UP"]}}}}
+    assert ruff_flake8_options(pyproject, pyproject=True) == [
+        "--select=E,F",
+        "--max-line-length=88",
+    ]
+    # ruff's defaults when it selects nothing; flake8-only codes of its ignore list kept
+    assert ruff_flake8_options({"lint": {"ignore": ["E501", "B008"]}}, pyproject=False) == [
+        "--select=E4,E7,E9,F",
+        "--extend-ignore=E501",
+    ]
+    assert ruff_flake8_options({"tool": {"black": {}}}, pyproject=True) is None
+    assert ruff_flake8_options({"select": ["ALL"]}, pyproject=False) == ["--select=E,W,F,C90"]

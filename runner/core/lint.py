@@ -19,6 +19,7 @@ __all__ = [
     "lint_diff",
     "noqa_findings",
     "parse_flake8",
+    "ruff_flake8_options",
 ]
 
 FLAKE8_FORMAT = "%(path)s:%(row)d:%(col)d:%(code)s:%(text)s"
@@ -173,3 +174,50 @@ def _noqa_finding(
         message=f"adds {form}, which {what}",
         blocking=any(is_blocking(code, select) for code in codes),
     )
+
+
+# flake8's own codes among ruff's: the rest (I, UP, B, ...) are plugins flake8 lacks here.
+_FLAKE8_PREFIXES = ("E", "W", "F", "C90")
+# What ruff checks when its config selects nothing.
+_RUFF_DEFAULT_SELECT = ("E4", "E7", "E9", "F")
+
+
+def ruff_flake8_options(config: dict[str, object], pyproject: bool) -> list[str] | None:
+    """flake8 options with a ruff configuration's select/ignore and line length.
+
+    ``config`` is the parsed TOML (pyproject.toml, or ruff.toml when not ``pyproject``);
+    None when it holds no ruff configuration.
+    """
+    table: object = config
+    if pyproject:
+        tool = config.get("tool")
+        table = tool.get("ruff") if isinstance(tool, dict) else None
+    if not isinstance(table, dict):
+        return None
+    lint = table.get("lint")
+    merged = {**table, **(lint if isinstance(lint, dict) else {})}
+    select = [*_codes(merged.get("select")), *_codes(merged.get("extend-select"))]
+    ignore = [*_codes(merged.get("ignore")), *_codes(merged.get("extend-ignore"))]
+    if "ALL" in select:
+        select = list(_FLAKE8_PREFIXES)
+    chosen = [c for c in select if c.startswith(_FLAKE8_PREFIXES)]
+    if not chosen:
+        chosen = list(_RUFF_DEFAULT_SELECT)
+    options = [f"--select={','.join(chosen)}"]
+    kept_ignore = [c for c in ignore if c.startswith(_FLAKE8_PREFIXES)]
+    if kept_ignore:
+        options.append(f"--extend-ignore={','.join(kept_ignore)}")
+    length = table.get("line-length")
+    if isinstance(length, int) and not isinstance(length, bool) and 40 <= length <= 1000:
+        options.append(f"--max-line-length={length}")
+    return options
+
+
+def _codes(value: object) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    return [
+        v.strip().upper()
+        for v in value
+        if isinstance(v, str) and re.fullmatch(r"[A-Za-z]+[0-9]*", v.strip())
+    ]

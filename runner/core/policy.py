@@ -102,6 +102,10 @@ class LintPolicy(Model):
     """flake8: which codes block, and the config used when the repo has none."""
 
     blocking_select: list[str] = Field(default_factory=lambda: ["E9", "F"])
+    # A project that declares no flake8 (or ruff) rules is not held to them: only real
+    # errors block (syntax errors, undefined names: the set GitHub's Python workflow
+    # blocks on), never the style of star imports the file already uses.
+    unconfigured_blocking: list[str] = Field(default_factory=lambda: ["E9", "F63", "F7", "F82"])
     default_select: list[str] = Field(default_factory=lambda: ["E", "F", "W", "C90"])
     default_extend_ignore: list[str] = Field(default_factory=lambda: ["E203", "W503"])
     default_max_line_length: int = Field(default=100, ge=40)

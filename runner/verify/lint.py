@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import shlex
 import threading
+import tomllib
 from pathlib import Path
 
 from runner.common.files import read_inside, read_regular
-from runner.core.lint import adds_noqa, noqa_findings
+from runner.core.lint import adds_noqa, noqa_findings, ruff_flake8_options
 from runner.core.suite import (
     FLAKE8_FORMAT,
     lint_diff,
@@ -48,14 +49,22 @@ def run_lint(
     files = sorted(f.path for f in parsed.files if f.path.endswith(".py") and f.status != "deleted")
     if not files:
         return lint_diff([], [], parsed, lint_policy.blocking_select)
-    has_config = _has_flake8_config(candidate_dir)
+    # Lint by the project's rules, as the baseline declares them: its flake8 config, else
+    # its ruff select/ignore, else ours with only real errors blocking (issue 17, class 9).
     options = ["--format", FLAKE8_FORMAT, "--exit-zero"]
-    if not has_config:
-        options += [
-            f"--select={','.join(lint_policy.default_select)}",
-            f"--extend-ignore={','.join(lint_policy.default_extend_ignore)}",
-            f"--max-line-length={lint_policy.default_max_line_length}",
-        ]
+    blocking = list(lint_policy.blocking_select)
+    if not _has_flake8_config(baseline_dir):
+        ruff = _ruff_options(baseline_dir)
+        if ruff is not None:
+            options += ruff
+        else:
+            blocking = list(lint_policy.unconfigured_blocking)
+            options += [
+                f"--select={','.join(lint_policy.default_select)}",
+                f"--extend-ignore={','.join(lint_policy.default_extend_ignore)}",
+                f"--max-line-length={lint_policy.default_max_line_length}",
+            ]
+    lint_policy = lint_policy.model_copy(update={"blocking_select": blocking})
     old_files = [
         (f.old_path or f.path)
         for f in parsed.files
@@ -121,6 +130,22 @@ def _findings(results: Path, side: str) -> tuple[str, bool]:
     ok = ok and status is not None and status.strip() == b"0"
     text = data[:LINT_MAX_BYTES].decode("utf-8", errors="replace") if data is not None else ""
     return text, ok
+
+
+def _ruff_options(tree: Path) -> list[str] | None:
+    """flake8 options from the tree's ruff configuration, None when it has none."""
+    for name, pyproject in ((".ruff.toml", False), ("ruff.toml", False), ("pyproject.toml", True)):
+        data = read_inside(tree, tree / name, LINT_CONFIG_MAX_BYTES)
+        if data is None:
+            continue
+        try:
+            config = tomllib.loads(data.decode("utf-8", errors="replace"))
+        except tomllib.TOMLDecodeError:
+            continue
+        options = ruff_flake8_options(config, pyproject)
+        if options is not None:
+            return options
+    return None
 
 
 def _has_flake8_config(tree: Path) -> bool:
