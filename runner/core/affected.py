@@ -1,8 +1,10 @@
 """Affected tests first: which tests a patch can reach, and what they answered early.
 
-The baseline run records, per test, the tree's files it executed (the harness's
-``testmap`` record). A candidate's changed files then select the tests that executed
-them, plus the fail-to-pass ids and the changed test files; anything the map cannot see
+The baseline run records, per test, the tree's functions (file and line span) and files
+it executed (the harness's ``testmap`` record). A candidate's changed lines then select
+the tests that ran the functions holding them (a module-level change: the tests that
+executed the file), plus the fail-to-pass ids and the changed test files; anything the
+map cannot see
 (configuration, conftest.py, files that are not Python, a file no test executed) selects
 the whole suite. The early answer is advisory unless the policy says ``fail_fast``: the
 full suite still decides ``verified``.

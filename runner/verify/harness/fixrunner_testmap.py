@@ -1,11 +1,11 @@
-"""Which of the tree's files each test executes: the baseline run's per-test map.
+"""Which of the tree's functions and files each test executes: the baseline's per-test map.
 
 Loaded by ``fixrunner_harness`` only when the runner passes ``--fixrunner-testmap`` (the
 baseline run), so the candidate's runs never carry it. Per test (set-up, call and
-tear-down) it collects the ``co_filename`` of every function started under the work
-tree: with ``sys.monitoring`` where the Python has it (3.12+; each code object reports
-once per test, then is disabled until the next test), else with a global trace
-function that sees call events and traces no frame further. At the end of the session
+tear-down) it collects every code object started under the work tree (recorded as its
+file and line span): with ``sys.monitoring`` where the Python has it (3.12+; each code
+object reports once per test, then is disabled until the next test), else with a
+global trace function that sees call events and traces no frame further. At the end of the session
 it adds each tree module's direct dependencies (the tree modules its import statements
 name, so a change to a constant counts for the code reading it) and hands one
 ``testmap`` record to the harness's signed stream.
