@@ -240,8 +240,8 @@ def render(all_figures: list[CaseFigures], command: str, loads: tuple[str, str])
         "(other engineers' test runs and builds on its 2 cores): the figures are what a "
         "loaded machine gives, medians of the runs shown, not a quiet machine's.",
         "",
-        "| case | tests | T_bare | first | second | second: early answer | noop | noop: early "
-        "answer | baseline with map / candidate without |",
+        "| case | tests | T_bare | first | second: early answer | second: verdict "
+        "| noop: early answer | noop: verdict | baseline with map / candidate without |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for f in all_figures:
@@ -255,7 +255,7 @@ def render(all_figures: list[CaseFigures], command: str, loads: tuple[str, str])
         walls = [median([r.wall for r in runs]) for runs in (f.first, f.second, f.noop)]
         out.append(
             f"| {f.case} | {f.tests} | {median(f.bare):.1f} s | {walls[0]:.1f} s "
-            f"| {walls[1]:.1f} s | {_early(f.second)} | {walls[2]:.1f} s | {_early(f.noop)} "
+            f"| {_early(f.second)} | {walls[1]:.1f} s | {_early(f.noop)} | {walls[2]:.1f} s "
             f"| {ratio:.2f} x |"
         )
     answers = [r for f in all_figures for r in (*f.second, *f.noop) if r.agrees is not None]

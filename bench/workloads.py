@@ -37,6 +37,8 @@ class Workload:
     tests: int
     # a module the suite imports, where bench/costs.py puts its hostile candidates' code
     imported: str = ""
+    # the issue's CPU-seconds target for `second`, where it sets one
+    cpu_target: float | None = None
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -81,7 +83,7 @@ def flask_workload(folder: Path) -> Workload:
         "# commands; a script that uses db.session must push one before it seeds.",
     )
     assert second != first
-    return Workload("flask", repo, first, second, tests=13, imported="app/seed.py")
+    return Workload("flask", repo, first, second, tests=13, imported="app/seed.py", cpu_target=2.0)
 
 
 def hostile_patch(workload: Workload, code: str) -> str:

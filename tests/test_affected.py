@@ -57,7 +57,7 @@ FILES = {
     "tests/test_show.py": TEST_SHOW,
     "requirements-test.txt": "pytest==8.3.5\nflake8==7.1.2\n",
 }
-AREA_TESTS = ["tests/test_area.py::test_rect_area", "tests/test_area.py::test_square_area"]
+SQUARE_AREA = "tests/test_area.py::test_square_area"
 INSTANCE = f"{TEST_INSTANCE}-affected"
 
 
@@ -124,9 +124,10 @@ def test_a_change_to_one_module_selects_the_tests_that_execute_it(
     assert verdict.status == "verified", verdict.summary
     early = verdict.early
     assert early is not None and early.selection == "affected"
-    assert early.ids == AREA_TESTS
-    assert early.selected == 2 and early.passed == 2 and early.failed == []
-    assert early.answer == "2 affected tests pass; full suite running"
+    # the change is inside square(): the test that ran it, not rect()'s nor perimeter's
+    assert early.ids == [SQUARE_AREA]
+    assert early.selected == 1 and early.passed == 1 and early.failed == []
+    assert early.answer == "1 affected tests pass; full suite running"
     assert early.seconds is not None and early.agrees is True
     assert verdict.tests.candidate.passed == 5  # the full suite still ran and decided
 
@@ -165,14 +166,14 @@ def test_a_failing_affected_test_with_fail_fast_rejects_early(
     assert verdict.summary.startswith("rejected early (fail_fast")
     early = verdict.early
     assert early is not None and early.stopped
-    assert early.failed == ["tests/test_area.py::test_square_area"]
+    assert early.failed == [SQUARE_AREA]
     assert early.answer.endswith("; stopping (fail_fast)")
     # the evidence is the early run's: the perimeter tests never ran to completion
     assert verdict.tests.pass_to_fail == ["tests/test_area.py::test_square_area"]
     kept = runtime.jobs_dir / verdict.job_id / "candidate.json"
-    assert sorted(SuiteRun.model_validate_json(kept.read_text(encoding="utf-8")).tests) == (
-        AREA_TESTS
-    )
+    assert list(SuiteRun.model_validate_json(kept.read_text(encoding="utf-8")).tests) == [
+        SQUARE_AREA
+    ]
 
 
 def test_without_fail_fast_the_full_suite_still_runs(
@@ -182,7 +183,7 @@ def test_without_fail_fast_the_full_suite_still_runs(
     assert verdict.status == "rejected"
     early = verdict.early
     assert early is not None and not early.stopped
-    assert early.failed == ["tests/test_area.py::test_square_area"]
+    assert early.failed == [SQUARE_AREA]
     assert early.answer.endswith("; full suite running")
     assert not verdict.summary.startswith("rejected early")
     assert verdict.tests.candidate.passed == 4  # every other test ran in the full suite

@@ -106,7 +106,8 @@ def test_logs_follow_a_running_job_until_it_ends(client: RunnerClient, repo: Pat
 def test_the_job_log_carries_the_early_answer_of_the_affected_tests(
     client: RunnerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    # a third test module that never runs calc.py: the fix's affected tests are two of three
+    # the fix is inside add(): test_add is its one affected test of three (not mul's, not
+    # a module that never runs calc.py)
     three = make_calc_repo(tmp_path_factory.mktemp("calc-three") / "repo", slow_seconds=0)
     first = client.submit(_job(three))
     client.wait(first.id, timeout=240)
@@ -114,8 +115,8 @@ def test_the_job_log_carries_the_early_answer_of_the_affected_tests(
     second = client.submit(_job(three))
     verdict = client.wait(second.id, timeout=240)
     assert verdict.status == "verified", verdict.summary
-    assert verdict.early is not None and verdict.early.selected == 2
-    assert " early     2 affected tests pass; full suite running\n" in client.logs(second.id)
+    assert verdict.early is not None and verdict.early.ids == ["tests/test_calc.py::test_add"]
+    assert " early     1 affected tests pass; full suite running\n" in client.logs(second.id)
 
 
 def test_the_same_idempotency_key_returns_the_existing_job(

@@ -1,8 +1,10 @@
 """Affected tests first: which tests a patch can reach, and what they answered early.
 
-The baseline run records, per test, the tree's files it executed (the harness's
-``testmap`` record). A candidate's changed files then select the tests that executed
-them, plus the fail-to-pass ids and the changed test files; anything the map cannot see
+The baseline run records, per test, the tree's functions (file and line span) and files
+it executed (the harness's ``testmap`` record). A candidate's changed lines then select
+the tests that ran the functions holding them (a module-level change: the tests that
+executed the file), plus the fail-to-pass ids and the changed test files; anything the
+map cannot see
 (configuration, conftest.py, files that are not Python, a file no test executed) selects
 the whole suite. The early answer is advisory unless the policy says ``fail_fast``: the
 full suite still decides ``verified``.
@@ -12,13 +14,13 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Iterable
+import re
 from typing import Any
 
 from pydantic import Field
 
 from runner.core.paths import is_test_path
-from runner.models import EarlyAnswer, FileChange, Model, SuiteRun
+from runner.models import EarlyAnswer, FileChange, Model, ParsedPatch, SuiteRun
 
 __all__ = [
     "Selection",
@@ -36,6 +38,7 @@ FAILED_SHOWN = 50
 IDS_SHOWN = 200
 FAIL_TO_PASS_GUESSES = 20
 _BAD = ("failed", "error")
+_HUNK = re.compile(r"@@ -(\d+)")
 
 
 class TestMap(Model):
@@ -46,7 +49,28 @@ class TestMap(Model):
     files: list[str] = Field(default_factory=list)
     tests: dict[str, list[int]] = Field(default_factory=dict)
     deps: dict[str, list[int]] = Field(default_factory=dict)
+    units: list[list[int]] = Field(
+        default_factory=list, description="Functions executed: [file index, first, last line]."
+    )
+    functions: dict[str, list[int]] = Field(
+        default_factory=dict, description="Per test id, the units (functions) it executed."
+    )
     monitor: str = ""
+
+    def by_lines(self, path: str, lines: set[int]) -> set[str] | None:
+        """Tests that executed a function holding one of ``lines`` of ``path``; None when a
+        line lies outside every executed function (module level: the file decides)."""
+        if not lines or path not in self.files:
+            return None
+        index = self.files.index(path)
+        spans = [(u, s[1], s[2]) for u, s in enumerate(self.units) if len(s) == 3 and s[0] == index]
+        hit: set[int] = set()
+        for line in lines:
+            inside = {u for u, first, last in spans if first <= line <= last}
+            if not inside:
+                return None
+            hit |= inside
+        return {t for t, units in self.functions.items() if hit.intersection(units)}
 
     def reached(self) -> dict[str, set[str]]:
         """Each test's files, widened by one hop of the modules those files import."""
@@ -83,13 +107,14 @@ def read_testmap(stream: bytes) -> TestMap | None:
     if found is None:
         return None
     try:
-        return TestMap.model_validate({k: found.get(k) for k in ("files", "tests", "deps")})
+        keys = ("files", "tests", "deps", "units", "functions")
+        return TestMap.model_validate({k: found[k] for k in keys if k in found})
     except ValueError:
         return None
 
 
 def select_tests(
-    changes: Iterable[FileChange],
+    patch: ParsedPatch,
     testmap: TestMap | None,
     baseline: SuiteRun,
     fail_to_pass: list[str],
@@ -100,6 +125,8 @@ def select_tests(
         return Selection(everything=True, reason="no per-test map for this baseline yet")
     reached = testmap.reached()
     known = set().union(*reached.values()) if reached else set()
+    touched = touched_lines(patch.text)
+    changes = patch.files
     sources: set[str] = set()
     test_files: list[str] = []
     changed_tests: set[str] = set()
@@ -114,7 +141,11 @@ def select_tests(
                 if change.status != "deleted" and path == change.path:
                     test_files.append(path)
             sources.add(path)
-    ids = {t for t, files in reached.items() if files & sources}
+    ids: set[str] = set()
+    for path in sources:
+        # a change inside functions selects the tests that ran them; else the whole file's
+        narrow = testmap.by_lines(path, touched.get(path, set()))
+        ids |= narrow if narrow is not None else {t for t, f in reached.items() if path in f}
     ids.update(t for t in fail_to_pass if t in baseline.tests or t in reached)
     # the baseline's failing tests are the likely fail-to-pass ones; many is a broken suite
     failing = [t for t, r in baseline.tests.items() if r.outcome in _BAD]
@@ -139,6 +170,38 @@ def select_tests(
         ids=sorted(ids),
         files=sorted({*test_files, *whole}),
     )
+
+
+def touched_lines(diff: str) -> dict[str, set[int]]:
+    """Per old path, the old tree's lines a diff removes, or inserts beside.
+
+    An insertion counts the line before it; an unindented one (module level) also gets
+    line 0, which no function holds, so the file decides.
+    """
+    out: dict[str, set[int]] = {}
+    lines: set[int] = set()
+    old = 0
+    for text in diff.splitlines():
+        if text.startswith("--- "):
+            name = text[4:].split("\t", 1)[0]
+            lines = out.setdefault(name[2:] if name.startswith("a/") else name, set())
+        elif text.startswith("+++ "):
+            continue
+        elif text.startswith("@@"):
+            match = _HUNK.match(text)
+            old = int(match.group(1)) if match else 0
+        elif text.startswith("-"):
+            lines.add(old)
+            old += 1
+        elif text.startswith("+"):
+            if not text[1:].strip():
+                continue  # a blank line changes nothing
+            lines.add(old - 1)
+            if not text[1:2].isspace():
+                lines.add(0)
+        elif text.startswith(" "):
+            old += 1
+    return out
 
 
 def _whole_files(ids: set[str], reached: dict[str, set[str]]) -> tuple[set[str], set[str]]:

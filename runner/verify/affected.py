@@ -227,7 +227,7 @@ def start_early(
     exact = cached is not None and cached.valid
     baseline = cached if cached is not None and exact else entry.baseline
     selection = select_tests(
-        parsed.files, entry.testmap, baseline, state.job.fail_to_pass, state.policy.test_globs
+        parsed, entry.testmap, baseline, state.job.fail_to_pass, state.policy.test_globs
     )
     early = Early(
         selection=selection,

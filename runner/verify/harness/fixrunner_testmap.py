@@ -1,11 +1,11 @@
-"""Which of the tree's files each test executes: the baseline run's per-test map.
+"""Which of the tree's functions and files each test executes: the baseline's per-test map.
 
 Loaded by ``fixrunner_harness`` only when the runner passes ``--fixrunner-testmap`` (the
 baseline run), so the candidate's runs never carry it. Per test (set-up, call and
-tear-down) it collects the ``co_filename`` of every function started under the work
-tree: with ``sys.monitoring`` where the Python has it (3.12+; each code object reports
-once per test, then is disabled until the next test), else with a global trace
-function that sees call events and traces no frame further. At the end of the session
+tear-down) it collects every code object started under the work tree (recorded as its
+file and line span): with ``sys.monitoring`` where the Python has it (3.12+; each code
+object reports once per test, then is disabled until the next test), else with a
+global trace function that sees call events and traces no frame further. At the end of the session
 it adds each tree module's direct dependencies (the tree modules its import statements
 name, so a change to a constant counts for the code reading it) and hands one
 ``testmap`` record to the harness's signed stream.
@@ -44,8 +44,11 @@ class TestMap:
         self._prefix = work.rstrip(os.sep) + os.sep
         self._work = work
         self._write = write
-        self._current: set[str] = set()
-        self._tests: dict[str, set[str]] = {}
+        # by id(): a code object hashes its whole contents on every lookup
+        self._current: dict[int, types.CodeType] = {}
+        self._outside: set[int] = set()
+        self._keep: list[types.CodeType] = []  # outside codes stay alive: ids stay theirs
+        self._tests: dict[str, tuple[list[types.CodeType], str]] = {}
         self._tool: int | None = None
         # typed loosely: the checker's Python (3.11) has no sys.monitoring
         self._monitoring: typing.Any = getattr(sys, "monitoring", None)
@@ -67,22 +70,28 @@ class TestMap:
         sys.settrace(self._on_call)
         threading.settrace(self._on_call)
 
+    def _see(self, code: types.CodeType) -> None:
+        key = id(code)
+        if key in self._current or key in self._outside:
+            return
+        if code.co_filename.startswith(self._prefix):
+            self._current[key] = code
+        else:
+            self._outside.add(key)
+            self._keep.append(code)
+
     def _on_start(self, code: types.CodeType, offset: int) -> object:
-        filename = code.co_filename
-        if filename.startswith(self._prefix):
-            self._current.add(filename)
+        self._see(code)
         # once per code object per test: restart_events() re-arms it for the next test
         return self._monitoring.DISABLE
 
     def _on_call(self, frame: types.FrameType, event: str, arg: object) -> None:
-        filename = frame.f_code.co_filename
-        if filename.startswith(self._prefix):
-            self._current.add(filename)
+        self._see(frame.f_code)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
         """Collect what set-up, call and tear-down of ``item`` execute."""
-        self._current = set()
+        self._current = {}
         if self._tool is not None:
             self._monitoring.restart_events()
         yield
@@ -91,29 +100,42 @@ class TestMap:
             sys.settrace(self._on_call)
             threading.settrace(self._on_call)
             return
-        files = self._current
         path = str(getattr(item, "path", "") or "")
-        if path.startswith(self._prefix):
-            files.add(path)
-        self._tests[item.nodeid] = files
+        self._tests[item.nodeid] = (list(self._current.values()), path)
 
     # --------------------------------------------------------------------- record
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Stop collecting and write one ``testmap`` record (before the harness's ``finish``)."""
         self._stop()
         files: dict[str, int] = {}
+        units: dict[int, int] = {}
+        spans: list[list[int]] = []
 
         def index(path: str) -> int:
             rel = os.path.relpath(path, self._work)
             return files.setdefault(rel, len(files))
 
-        tests = {nodeid: sorted(index(f) for f in found) for nodeid, found in self._tests.items()}
+        def unit(code: types.CodeType) -> int:
+            found = units.get(id(code))
+            if found is None:
+                found = units[id(code)] = len(spans)
+                spans.append([index(code.co_filename), *_span(code)])
+            return found
+
+        tests: dict[str, list[int]] = {}
+        functions: dict[str, list[int]] = {}
+        for nodeid, (codes, path) in self._tests.items():
+            functions[nodeid] = sorted({unit(c) for c in codes})
+            own = {index(path)} if path.startswith(self._prefix) else set()
+            tests[nodeid] = sorted({spans[u][0] for u in functions[nodeid]} | own)
         deps = {index(f): sorted(index(d) for d in used) for f, used in _module_deps(self._prefix)}
         self._write(
             "testmap",
             files=sorted(files, key=files.__getitem__),
             tests=tests,
             deps={str(k): v for k, v in deps.items() if v},
+            units=spans,
+            functions=functions,
             monitor="sys.monitoring" if self._tool is not None else "settrace",
         )
 
@@ -125,6 +147,12 @@ class TestMap:
         elif sys.gettrace() == self._on_call:
             sys.settrace(None)
             threading.settrace(None)
+
+
+def _span(code: types.CodeType) -> tuple[int, int]:
+    """The first and last source line of a code object (decorators included)."""
+    lines = [line for _, _, line in code.co_lines() if line is not None]
+    return code.co_firstlineno, max(lines, default=code.co_firstlineno)
 
 
 def _module_deps(prefix: str) -> Iterator[tuple[str, set[str]]]:
