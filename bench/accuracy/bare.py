@@ -31,8 +31,15 @@ WHEELS = [
     "tomli",
     "sortedcontainers",
     "pytest-mock",
+    "pytest-cov",  # its marks: python-dateutil's conftest adds no_cover
     "markupsafe",  # jinja's one runtime dependency
     "setuptools",
+    "six",  # python-dateutil
+    "appdirs",  # platformdirs compares itself with it
+    "attrs",  # jsonschema (2022)
+    "pyrsistent",  # jsonschema (2022)
+    "crashtest",  # cleo
+    "rapidfuzz",  # cleo
 ]
 TIMEOUT_S = 600
 
@@ -41,24 +48,41 @@ def _run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)  # type: ignore[call-overload, no-any-return]
 
 
-def base_image() -> str:
-    """The newest fixrunner base image for Python 3.11 on this engine."""
+def base_image(python: str = "3.11") -> str:
+    """The newest fixrunner base image for `python` (a case's `python`) on this engine."""
     out = _run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "fixrunner-base"])
-    tags = [t for t in out.stdout.split() if ":py3.11-" in t]
+    tags = [t for t in out.stdout.split() if f":py{python}-" in t]
     if not tags:
-        raise RuntimeError("no fixrunner-base:py3.11-* image: run `make setup` first")
+        raise RuntimeError(
+            f"no fixrunner-base:py{python}-* image: build the base for Python {python} "
+            "(`make images`) or set the case's python to one that exists"
+        )
     return tags[0]
 
 
-def bare_image(state: Path) -> str:
-    """Base image + a venv with the bare wheels, built once in a network-less build."""
-    wheels = state / "wheels"
+def bare_wheels(state: Path, python: str) -> Path:
+    """The bare wheels for `python`, downloaded on the host again when WHEELS changed."""
+    wheels = state / "wheels" / f"py{python}"
     wheels.mkdir(parents=True, exist_ok=True)
-    if not any(wheels.glob("pytest-*.whl")):
-        got = _run(["pip", "download", "-q", "--only-binary", ":all:", "-d", str(wheels), *WHEELS])
+    stamp = wheels / "requested.txt"
+    wanted = "\n".join(WHEELS) + "\n"
+    if not stamp.exists() or stamp.read_text() != wanted:
+        for old in wheels.glob("*.whl"):  # two releases of one project would both install
+            old.unlink()
+        got = _run([
+            "pip", "download", "-q", "--only-binary", ":all:", "--python-version", python,
+            "-d", str(wheels), *WHEELS,
+        ])  # fmt: skip
         if got.returncode != 0:
             raise RuntimeError(f"downloading the bare wheels failed: {got.stderr[-2000:]}")
-    base = base_image()
+        stamp.write_text(wanted)
+    return wheels
+
+
+def bare_image(state: Path, python: str = "3.11") -> str:
+    """Base image + a venv with the bare wheels, built once in a network-less build."""
+    wheels = bare_wheels(state, python)
+    base = base_image(python)
     names = sorted(p.name for p in wheels.glob("*.whl"))
     tag = hashlib.sha256("\n".join([base, *names]).encode()).hexdigest()[:16]
     image = f"fixrunner-accuracy-bare:{tag}"
@@ -129,7 +153,7 @@ def pytest_in_container(image: str, case: Case, tree: Path, out: Path) -> str:
 
 def check(case: Case, repo: Path, state: Path) -> tuple[list[str], str]:
     """Fail-to-pass ids of the case found bare, and the log tail of the run without the fix."""
-    image = bare_image(state)
+    image = bare_image(state, case.python)
     with tempfile.TemporaryDirectory(prefix=f"acc-{case.id}-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)
