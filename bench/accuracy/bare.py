@@ -12,6 +12,7 @@ import hashlib
 import subprocess
 import tarfile
 import tempfile
+import uuid
 from pathlib import Path
 
 from corpus import VERSION_FILE, Case, fail_to_pass, generated_version_files, outcomes
@@ -31,7 +32,9 @@ WHEELS = [
     "tomli",
     "sortedcontainers",
     "pytest-mock",
-    "pytest-cov",  # its marks: python-dateutil's conftest adds no_cover
+    "pytest-timeout",  # a test that hangs without the fix fails instead (TEST_TIMEOUT_S)
+    "pytest-cov",  # --cov in semver's addopts, no_cover in python-dateutil's conftest
+    "mock",  # installer (2021)
     "markupsafe",  # jinja's one runtime dependency
     "setuptools",
     "six",  # python-dateutil
@@ -40,8 +43,10 @@ WHEELS = [
     "pyrsistent",  # jsonschema (2022)
     "crashtest",  # cleo
     "rapidfuzz",  # cleo
+    "text-unidecode",  # python-slugify
 ]
 TIMEOUT_S = 600
+TEST_TIMEOUT_S = 120  # per test: an endless loop is a failure, not a stuck check
 
 
 def _run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
@@ -137,17 +142,22 @@ def pytest_in_container(image: str, case: Case, tree: Path, out: Path) -> str:
     """Run pytest on the test part's files in `tree`; return the tail of its output."""
     tests = [t for t in case.tests if (tree / t).is_file() and not t.endswith("conftest.py")]
     pythonpath = f"/src/{case.python_path}".rstrip("/.") or "/src"
+    name = f"acc-bare-{case.id}-{uuid.uuid4().hex[:8]}"
     cmd = [
-        "docker", "run", "--rm", "--network", "none", "--user", "10001:10001",
+        "docker", "run", "--rm", "--name", name, "--network", "none", "--user", "10001:10001",
         "--memory", "2g", "--pids-limit", "512", "--tmpfs", "/tmp:rw,size=512m",
         "-v", f"{tree}:/src", "-v", f"{HERE}:/acc:ro", "-v", f"{out.parent}:/out",
         "-w", "/src", "-e", f"PYTHONPATH={pythonpath}:/acc", "-e", "PYTHONDONTWRITEBYTECODE=1",
         "-e", f"ACCURACY_OUT=/out/{out.name}", "-e", "TZ=UTC", "-e", "PYTHONHASHSEED=0",
         "-e", "HOME=/tmp", image,
         "/opt/bare/bin/python", "-m", "pytest", "--rootdir=/src", "-p", "outcomes_plugin",
-        "-p", "no:cacheprovider", "-q", *tests,
+        "-p", "no:cacheprovider", f"--timeout={TEST_TIMEOUT_S}", "-q", *tests,
     ]  # fmt: skip
-    got = _run(cmd, timeout=TIMEOUT_S)
+    try:
+        got = _run(cmd, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        _run(["docker", "kill", name])  # killing the client leaves the container running
+        raise RuntimeError(f"the bare run of {case.id} took over {TIMEOUT_S} s") from None
     return (got.stdout + got.stderr)[-1500:]
 
 
