@@ -52,14 +52,18 @@ def record(nodeid: str, when: str, outcome: str) -> str:
     return json.dumps({"nodeid": nodeid, "when": when, "outcome": outcome})
 
 
-def test_the_corpus_has_forty_cases_each_with_a_source_and_a_test_part() -> None:
+def test_the_corpus_has_forty_cases_from_twenty_five_projects_each_with_both_parts() -> None:
     cases = load_corpus()
-    assert len(cases) >= 40
-    assert len({c.owner_name for c in cases}) >= 10
+    graded = [c for c in cases if not c.excluded]
+    assert len(graded) >= 40
+    assert len({c.owner_name for c in graded}) >= 25
     for case in cases:
         assert SHA.match(case.fix) and SHA.match(case.base), case.id
         assert not set(case.source) & set(case.tests), case.id
         assert case.why.strip(), case.id
+        assert case.python in {"3.9", "3.11", "3.13"}, case.id
+        # A graded case has its bare truth; a dropped one says why and has none.
+        assert bool(case.fail_to_pass) != bool(case.excluded), case.id
 
 
 def test_a_corpus_with_a_duplicate_id_is_refused(tmp_path: Path) -> None:
@@ -221,3 +225,17 @@ version_file = "../outside.py"
     assert generated_version_files(text) == ["src/humanize/_version.py", "src/pluggy/_version.py"]
     assert generated_version_files("not toml [") == []
     assert generated_version_files("[project]\nname = 'x'\n") == []
+
+
+def test_a_dropped_case_quotes_the_collection_error_or_says_the_tests_passed() -> None:
+    from run import drop_reason
+
+    log = (
+        "ERROR test_six.py - AttributeError: module 'py' has no attribute 'test'\n"
+        "!!!!!!!!!!!!!!!!!!!! Interrupted: 1 error during collection !!!!!!!!!!!!!!!!!!!!\n"
+        "2 warnings, 1 error in 11.23s\n"
+    )
+    assert "AttributeError: module 'py' has no attribute 'test'" in drop_reason(log)
+    assert drop_reason("....\n4 passed in 1.59s\n") == (
+        "bare: the test part passes without the source part"
+    )

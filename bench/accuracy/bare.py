@@ -12,6 +12,7 @@ import hashlib
 import subprocess
 import tarfile
 import tempfile
+import uuid
 from pathlib import Path
 
 from corpus import VERSION_FILE, Case, fail_to_pass, generated_version_files, outcomes
@@ -31,34 +32,62 @@ WHEELS = [
     "tomli",
     "sortedcontainers",
     "pytest-mock",
+    "pytest-timeout",  # a test that hangs without the fix fails instead (TEST_TIMEOUT_S)
+    "pytest-cov",  # --cov in semver's addopts, no_cover in python-dateutil's conftest
+    "mock",  # installer (2021)
     "markupsafe",  # jinja's one runtime dependency
     "setuptools",
+    "six",  # python-dateutil
+    "appdirs",  # platformdirs compares itself with it
+    "attrs",  # jsonschema (2022)
+    "pyrsistent",  # jsonschema (2022)
+    "crashtest",  # cleo
+    "rapidfuzz",  # cleo
+    "text-unidecode",  # python-slugify
 ]
 TIMEOUT_S = 600
+TEST_TIMEOUT_S = 120  # per test: an endless loop is a failure, not a stuck check
 
 
 def _run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)  # type: ignore[call-overload, no-any-return]
 
 
-def base_image() -> str:
-    """The newest fixrunner base image for Python 3.11 on this engine."""
+def base_image(python: str = "3.11") -> str:
+    """The newest fixrunner base image for `python` (a case's `python`) on this engine."""
     out = _run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "fixrunner-base"])
-    tags = [t for t in out.stdout.split() if ":py3.11-" in t]
+    tags = [t for t in out.stdout.split() if f":py{python}-" in t]
     if not tags:
-        raise RuntimeError("no fixrunner-base:py3.11-* image: run `make setup` first")
+        raise RuntimeError(
+            f"no fixrunner-base:py{python}-* image: build the base for Python {python} "
+            "(`make images`) or set the case's python to one that exists"
+        )
     return tags[0]
 
 
-def bare_image(state: Path) -> str:
-    """Base image + a venv with the bare wheels, built once in a network-less build."""
-    wheels = state / "wheels"
+def bare_wheels(state: Path, python: str) -> Path:
+    """The bare wheels for `python`, downloaded on the host again when WHEELS changed."""
+    wheels = state / "wheels" / f"py{python}"
     wheels.mkdir(parents=True, exist_ok=True)
-    if not any(wheels.glob("pytest-*.whl")):
-        got = _run(["pip", "download", "-q", "--only-binary", ":all:", "-d", str(wheels), *WHEELS])
+    stamp = wheels / "requested.txt"
+    wanted = "\n".join(WHEELS) + "\n"
+    if not stamp.exists() or stamp.read_text() != wanted:
+        for old in wheels.glob("*.whl"):  # two releases of one project would both install
+            old.unlink()
+        got = _run([
+            "pip", "download", "-q", "--only-binary", ":all:", "--python-version", python,
+            "-d", str(wheels), *WHEELS,
+        ])  # fmt: skip
         if got.returncode != 0:
             raise RuntimeError(f"downloading the bare wheels failed: {got.stderr[-2000:]}")
-    base = base_image()
+        stamp.write_text(wanted)
+    return wheels
+
+
+def bare_image(state: Path, python: str = "3.11") -> str:
+    """Base image + a venv with the bare wheels, built once in a network-less build."""
+    wheels = bare_wheels(state, python)
+    base = base_image(python)
     names = sorted(p.name for p in wheels.glob("*.whl"))
     tag = hashlib.sha256("\n".join([base, *names]).encode()).hexdigest()[:16]
     image = f"fixrunner-accuracy-bare:{tag}"
@@ -113,23 +142,28 @@ def pytest_in_container(image: str, case: Case, tree: Path, out: Path) -> str:
     """Run pytest on the test part's files in `tree`; return the tail of its output."""
     tests = [t for t in case.tests if (tree / t).is_file() and not t.endswith("conftest.py")]
     pythonpath = f"/src/{case.python_path}".rstrip("/.") or "/src"
+    name = f"acc-bare-{case.id}-{uuid.uuid4().hex[:8]}"
     cmd = [
-        "docker", "run", "--rm", "--network", "none", "--user", "10001:10001",
+        "docker", "run", "--rm", "--name", name, "--network", "none", "--user", "10001:10001",
         "--memory", "2g", "--pids-limit", "512", "--tmpfs", "/tmp:rw,size=512m",
         "-v", f"{tree}:/src", "-v", f"{HERE}:/acc:ro", "-v", f"{out.parent}:/out",
         "-w", "/src", "-e", f"PYTHONPATH={pythonpath}:/acc", "-e", "PYTHONDONTWRITEBYTECODE=1",
         "-e", f"ACCURACY_OUT=/out/{out.name}", "-e", "TZ=UTC", "-e", "PYTHONHASHSEED=0",
         "-e", "HOME=/tmp", image,
         "/opt/bare/bin/python", "-m", "pytest", "--rootdir=/src", "-p", "outcomes_plugin",
-        "-p", "no:cacheprovider", "-q", *tests,
+        "-p", "no:cacheprovider", f"--timeout={TEST_TIMEOUT_S}", "-q", *tests,
     ]  # fmt: skip
-    got = _run(cmd, timeout=TIMEOUT_S)
+    try:
+        got = _run(cmd, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        _run(["docker", "kill", name])  # killing the client leaves the container running
+        raise RuntimeError(f"the bare run of {case.id} took over {TIMEOUT_S} s") from None
     return (got.stdout + got.stderr)[-1500:]
 
 
 def check(case: Case, repo: Path, state: Path) -> tuple[list[str], str]:
     """Fail-to-pass ids of the case found bare, and the log tail of the run without the fix."""
-    image = bare_image(state)
+    image = bare_image(state, case.python)
     with tempfile.TemporaryDirectory(prefix=f"acc-{case.id}-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)

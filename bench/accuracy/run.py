@@ -153,10 +153,14 @@ def verify_stage(case: Case, result: dict[str, object], force: bool) -> None:
 
 def drop_reason(log: str) -> str:
     """Why a bare check found no fail-to-pass test, from pytest's last summary line."""
-    last = log.strip().splitlines()[-1] if log.strip() else ""
+    lines = log.strip().splitlines()
+    last = lines[-1] if lines else ""
     crashed = any(mark in log for mark in ("Interrupted", "Traceback", '  File "'))
     if "error" in last or crashed:
-        return f"bare: the run without the fix could not run the tests ({last.strip()[:120]})"
+        # pytest's summary line of a collection error names the module and the exception.
+        errors = [line for line in lines if line.startswith("ERROR ") and " - " in line]
+        said = errors[0] if errors else last.strip()
+        return f"bare: the run without the fix could not run the tests ({said[:160]})"
     return "bare: the test part passes without the source part"
 
 
