@@ -40,6 +40,10 @@ def test_renamed_and_added_fixtures_are_fine() -> None:
         (CONFTEST + "\ncollect_ignore = ['test_calc.py']\n", "changes collect_ignore"),
         (CONFTEST + "\npytest_plugins = ['evil']\n", "changes pytest_plugins"),
         (
+            CONFTEST.replace("[1, 2, 3, 4]", "[2, 3]"),
+            "changes the values fixture numbers provides",
+        ),
+        (
             CONFTEST.replace("    return [1, 2, 3, 4]\n", "    v = [1, 2, 3, 4]\n    return v\n"),
             None,
         ),

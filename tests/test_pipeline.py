@@ -645,7 +645,7 @@ WEAKENED = {
     ),
     "edits-conftest": (
         {"tests/conftest.py": PROJECT["tests/conftest.py"].replace("[1, 2, 3, 4]", "[2, 3]")},
-        "tests/conftest.py: changes the test harness (conftest.py)",
+        "tests/conftest.py: changes the values fixture numbers provides",
     ),
 }
 

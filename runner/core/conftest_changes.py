@@ -63,6 +63,10 @@ def conftest_findings(path: str, before: str, after: str) -> list[str] | None:
         # A fixture kept by name whose body now does nothing: what it set up is gone.
         if _no_op(body) and name in old_fixtures and not _no_op(old_fixtures[name]):
             findings.append(f"{path}: fixture {name} now does nothing")
+        elif name in old_fixtures and _literals(old_fixtures[name]) != _literals(body):
+            # The data existing tests are given changed under them (a refactor keeps its
+            # literals): their expectations moved without the tests saying so.
+            findings.append(f"{path}: changes the values fixture {name} provides")
         if old_fixtures.get(name) != body and name in _BUILTIN_FIXTURES:
             findings.append(f"{path}: fixture {name} replaces pytest's own")
     old_autouse, new_autouse = _autouse(old), _autouse(new)
@@ -135,6 +139,20 @@ def _autouse(tree: ast.Module) -> dict[str, str]:
                 ):
                     out[func.name] = ast.dump(func)
     return out
+
+
+def _literals(body: list[ast.stmt]) -> list[str]:
+    """The body's constants in order, asserts left out (removed asserts count apart)."""
+    found: list[str] = []
+    pending: list[ast.AST] = list(reversed(body))
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Assert):
+            continue
+        if isinstance(node, ast.Constant):
+            found.append(repr(node.value))
+        pending.extend(reversed(list(ast.iter_child_nodes(node))))
+    return found
 
 
 def _no_op(body: list[ast.stmt]) -> bool:
