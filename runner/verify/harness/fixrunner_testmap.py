@@ -19,6 +19,7 @@ set again for the next test).
 from __future__ import annotations
 
 import ast
+import dis
 import importlib.util
 import os
 import sys
@@ -107,6 +108,12 @@ class TestMap:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Stop collecting and write one ``testmap`` record (before the harness's ``finish``)."""
         self._stop()
+        try:
+            self._record()
+        except Exception as exc:  # the map is an extra: never the run's end
+            self._write("testmap_failed", error=f"{type(exc).__name__}: {exc}"[:500])
+
+    def _record(self) -> None:
         files: dict[str, int] = {}
         units: dict[int, int] = {}
         spans: list[list[int]] = []
@@ -151,7 +158,8 @@ class TestMap:
 
 def _span(code: types.CodeType) -> tuple[int, int]:
     """The first and last source line of a code object (decorators included)."""
-    lines = [line for _, _, line in code.co_lines() if line is not None]
+    # dis.findlinestarts works on every Python the bases carry (co_lines is 3.10+).
+    lines = [line for _, line in dis.findlinestarts(code) if line is not None]
     return code.co_firstlineno, max(lines, default=code.co_firstlineno)
 
 
