@@ -260,7 +260,12 @@ def test_logs_of_an_unknown_job_is_one_line(
 
 @pytest.mark.docker
 @pytest.mark.timeout(600)
-def test_ctrl_c_exits_130_and_leaves_no_container(tmp_path, docker_client, base_image) -> None:
+@pytest.mark.parametrize(
+    ("signame", "code", "said"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")]
+)
+def test_ctrl_c_or_sigterm_stops_cleanly_and_leaves_no_container(
+    tmp_path, docker_client, base_image, signame: str, code: int, said: str
+) -> None:
     import os
     import signal
     import subprocess
@@ -278,7 +283,7 @@ def test_ctrl_c_exits_130_and_leaves_no_container(tmp_path, docker_client, base_
         check=True,
         capture_output=True,
     )
-    owner = f"{TEST_INSTANCE}-ctrl-c"
+    owner = f"{TEST_INSTANCE}-{signame.lower()}"
     env = {
         **os.environ,
         "RUNNER_PATHS__STATE_DIR": str(tmp_path / "state"),
@@ -308,15 +313,15 @@ def test_ctrl_c_exits_130_and_leaves_no_container(tmp_path, docker_client, base_
         while not owned():
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, signame))
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "Traceback" not in err
-    assert err.splitlines()[-1] == "interrupted"
+    assert err.splitlines()[-1] == said
     assert owned() == []
 
 

@@ -23,6 +23,22 @@ if TYPE_CHECKING:
 # is imported where a command first needs it, so `--help` and `--version` answer at once.
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI runner's cancel, `timeout`): the job stops and cleans up as on Ctrl-C."""
+
+
+def terminate_as_interrupt() -> None:
+    """Make SIGTERM raise Terminated in the main thread (a no-op in any other thread)."""
+    import signal
+    import threading
+
+    def _raise(signum: int, frame: object) -> None:
+        raise Terminated
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise)
+
+
 class _Stderr:
     """The stderr console, made on first use (rich costs a tenth of a second to import)."""
 
@@ -145,6 +161,9 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
     except RunnerError as exc:
         stderr.print(f"[red]error:[/red] {escape(str(exc))}")
         return exc.exit_code
+    except Terminated:
+        stderr.print("terminated")
+        return 143
     except KeyboardInterrupt:
         stderr.print("interrupted")
         return 130

@@ -18,6 +18,7 @@ from runner.cli.common import (
     run_command,
     set_job_folder,
     stderr,
+    terminate_as_interrupt,
 )
 from runner.errors import JobInputError, RunnerError, UsageError
 
@@ -191,6 +192,7 @@ def _interruptible(
     work: Callable[[threading.Event], Verdict], runtime: Runtime, job: FixJob
 ) -> Verdict:
     """Run the job in a thread; Ctrl-C cancels it and removes its containers, then re-raises."""
+    terminate_as_interrupt()
     cancel = threading.Event()
     box: dict[str, Verdict | BaseException] = {}
 
