@@ -182,3 +182,16 @@ def test_a_conftest_change_that_alters_how_tests_run_is_weakening(after: str) ->
     # Judged by what it does (issue 17, class 10): each of these changes what every test
     # sees or how it is collected or reported.
     assert any(f.startswith("tests/conftest.py: ") for f in conftest_findings(after))
+
+
+def test_a_unittest_helper_method_that_asserts_counts() -> None:
+    from runner.core.asserts import test_checks_outcome
+
+    text = (
+        "import unittest\n\n\nclass TestPattern(unittest.TestCase):\n"
+        "    def _check(self, fmt, expected):\n        self.assertEqual(parse(fmt), expected)\n\n"
+        "    def test_numbered(self):\n        self._check('{0}', 'x')\n\n"
+        "    def test_prints(self):\n        print(parse('{0}'))\n"
+    )
+    assert test_checks_outcome(text, "TestPattern.test_numbered") is True
+    assert test_checks_outcome(text, "TestPattern.test_prints") is False

@@ -185,6 +185,8 @@ def test_checks_outcome(text: str, qualname: str) -> bool | None:
         return None
     functions = dict(_functions(tree, ""))
     top = {name: node for name, node in functions.items() if "." not in name}
+    # self.helper(...) / cls.helper(...): a method of a class of this module
+    methods = {name.rsplit(".", 1)[1]: node for name, node in functions.items() if "." in name}
     node = functions.get(qualname)
     if node is None:
         return None
@@ -200,14 +202,26 @@ def test_checks_outcome(text: str, qualname: str) -> bool | None:
             name = _call_name(child.func)
             if name is not None and _CHECKING_CALLS.match(name):
                 return True
-            # one module's helpers (check_result(x)) assert for the tests that call them
-            if name in top and name not in seen:
+            # one module's helpers (check_result(x), self._check(x)) assert for the tests
+            # that call them
+            helper = top.get(name or "") if isinstance(child.func, ast.Name) else None
+            if _on_self(child.func):
+                helper = methods.get(name or "")
+            if helper is not None and name is not None and name not in seen:
                 seen.add(name)
-                todo.append(top[name])
+                todo.append(helper)
     return False
 
 
 test_checks_outcome.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def _on_self(func: ast.expr) -> bool:
+    return (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and func.value.id in ("self", "cls")
+    )
 
 
 def _call_name(func: ast.expr) -> str | None:
