@@ -29,7 +29,7 @@ from packaging.utils import canonicalize_name
 
 from runner.common.files import read_inside
 from runner.config import Settings
-from runner.environments.images import BaseImage
+from runner.environments.images import BaseImage, wheel_platform
 from runner.environments.plans import InstallPlan
 from runner.environments.requirements import (
     MANIFEST_MAX_BYTES,
@@ -173,11 +173,13 @@ def _metadata(
     as_of = None
     if settings.tools.resolution != "latest" and commit_date is not None:
         as_of = commit_date.date().isoformat()
-    pins = compile_requirements(plan.build_requires, [], base.python, as_of)
+    # The base's Python and glibc: no host interpreter of an older Python picks for us.
+    manylinux = wheel_platform(settings.images, base.python)
+    pins = compile_requirements(plan.build_requires, [], base.python, as_of, manylinux)
     cache = _cache_path(settings, root, base, pins, backend)
     if cache.is_file():
         return cache.read_text(encoding="utf-8")
-    wheels = ensure_wheels(pins, settings.paths.root, base.python)
+    wheels = ensure_wheels(pins, settings.paths.root, base.python, manylinux)
     sandbox = DockerSandbox(client, settings.engine)
     with tempfile.TemporaryDirectory(prefix="fixrunner-metadata-") as tmp:
         # Copies the sandbox user can read: the job's tree and the wheel cache may not be.
