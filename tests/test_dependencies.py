@@ -478,3 +478,18 @@ def test_poetry_python_constraints_drop_backports(tmp_path: Path, plain: Setting
         },
     )
     assert detect(repo, plain).requirements == ["six==1.16.0"]
+
+
+def test_a_package_without_a_wheel_for_the_python_moves_to_a_later_release() -> None:
+    # simplejson had no cp39 wheel in March 2021 (3.17.2 has none; 3.17.3 of July 2021 has):
+    # resolved as of the commit for 3.9, it moves to the first cutoff that has one, and says so.
+    from runner.environments.resolution import compile_pins, compile_requirements
+    from runner.errors import ResolutionError
+
+    with pytest.raises(ResolutionError, match="no usable wheels"):
+        compile_requirements(["simplejson"], [], "3.9", "2021-03-28", "2_31")
+    pins, notes = compile_pins(["simplejson", "six"], [], "3.9", "2021-03-28", "2_31")
+    versions = dict(p.split("==") for p in pins)
+    assert versions["six"] == "1.15.0"  # everything else stays as of the commit
+    assert versions["simplejson"].startswith("3.")  # the next release, not the newest
+    assert len(notes) == 1 and notes[0].startswith("simplejson: no wheel for Python 3.9")

@@ -8,8 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -67,15 +68,17 @@ def resolve(
     pins: list[str] | None = None
     if install_project and plan.build_requires:
         try:
-            pins = compile_requirements(
+            pins, moved = compile_pins(
                 requirements + plan.build_requires, plan.constraints, python, as_of, manylinux
             )
+            notes += moved
         except ResolutionError as exc:
             # The suite can still import the tree through the .pth file.
             install_project = False
             notes.append(f"build requirements did not resolve, project not installed: {exc}")
     if pins is None:
-        pins = compile_requirements(requirements, plan.constraints, python, as_of, manylinux)
+        pins, moved = compile_pins(requirements, plan.constraints, python, as_of, manylinux)
+        notes += moved
     versions = dict(pin_name_version(pin) for pin in pins)
     source = f"{plan.kind}: {plan.label}"
     if plan.kind == "declared":
@@ -104,14 +107,70 @@ def resolve(
     return env
 
 
+# uv names the package that stopped a wheels-only resolution: "all versions of x have no
+# usable wheels", "x>=1,<2 has no usable wheels".
+_NO_WHEELS = re.compile(
+    r"(?:all versions of )?([A-Za-z0-9][A-Za-z0-9._-]*)[^\s]* (?:have|has) no usable wheels"
+)
+# How far past the commit date a package without a wheel for the chosen Python may move.
+_LATER_DAYS = (180, 365, 730, 1460)
+
+
+def compile_pins(
+    requirements: list[str],
+    constraints: list[str],
+    python: str,
+    as_of: str | None,
+    manylinux: str = DEFAULT_MANYLINUX,
+) -> tuple[list[str], list[str]]:
+    """Pins as of the commit; a package with no wheel for this Python then moves to its
+    first later release that has one. Returns the pins and a note per moved package."""
+    later: dict[str, str] = {}
+    while True:
+        try:
+            pins = compile_requirements(
+                requirements, constraints, python, as_of, manylinux, later=later
+            )
+        except ResolutionError as exc:
+            found = _NO_WHEELS.search(str(exc)) if as_of else None
+            name = found.group(1).lower() if found else None
+            step = _next_cutoff(as_of, later.get(name or "")) if name and as_of else None
+            if name is None or step is None or len(later) > 10:
+                raise
+            later[name] = step
+            continue
+        notes = [
+            f"{name}: no wheel for Python {python} as of {as_of}; a release up to {cutoff} "
+            "is used (the runner builds no source distribution)"
+            for name, cutoff in later.items()
+        ]
+        return pins, notes
+
+
+def _next_cutoff(as_of: str, current: str | None) -> str | None:
+    """The next later upload cutoff to try for one package, None when none is left."""
+    start = date.fromisoformat(as_of)
+    today = datetime.now(UTC).date() + timedelta(days=1)
+    steps = [min(start + timedelta(days=d), today).isoformat() for d in _LATER_DAYS]
+    steps.append(today.isoformat())
+    for step in steps:
+        if current is None or step > current:
+            return step
+    return None
+
+
 def compile_requirements(
     requirements: list[str],
     constraints: list[str],
     python: str,
     as_of: str | None,
     manylinux: str = DEFAULT_MANYLINUX,
+    *,
+    later: dict[str, str] | None = None,
 ) -> list[str]:
-    """`uv pip compile` for the image's Python and platform; the resolver's error on failure."""
+    """`uv pip compile` for the image's Python and platform; the resolver's error on failure.
+
+    ``later`` moves single packages' upload cutoff past ``as_of`` (name -> date)."""
     with tempfile.TemporaryDirectory(prefix="fixrunner-resolve-") as tmp:
         req_file = Path(tmp) / "requirements.in"
         req_file.write_text("\n".join(requirements) + "\n", encoding="utf-8")
@@ -139,6 +198,8 @@ def compile_requirements(
             argv += ["--constraint", str(con_file)]
         if as_of:
             argv += ["--exclude-newer", as_of]
+            for name, cutoff in (later or {}).items():
+                argv += ["--exclude-newer-package", f"{name}={cutoff}"]
         try:
             out = run_uv(argv, cwd=Path(tmp), what="dependency resolution")
         except ResolutionError as exc:
