@@ -44,6 +44,10 @@ def test_renamed_and_added_fixtures_are_fine() -> None:
             "changes the values fixture numbers provides",
         ),
         (
+            CONFTEST + "\nfor _arg in []:\n    print(_arg)\n",
+            "adds code that runs when pytest loads it (line 8)",
+        ),
+        (
             CONFTEST.replace("    return [1, 2, 3, 4]\n", "    v = [1, 2, 3, 4]\n    return v\n"),
             None,
         ),

@@ -69,6 +69,10 @@ def conftest_findings(path: str, before: str, after: str) -> list[str] | None:
             findings.append(f"{path}: changes the values fixture {name} provides")
         if old_fixtures.get(name) != body and name in _BUILTIN_FIXTURES:
             findings.append(f"{path}: fixture {name} replaces pytest's own")
+    old_code, new_code = _module_code(old), _module_code(new)
+    added_code = sorted(line for text, line in new_code.items() if text not in old_code)
+    if added_code:
+        findings.append(f"{path}: adds code that runs when pytest loads it (line {added_code[0]})")
     old_autouse, new_autouse = _autouse(old), _autouse(new)
     changed_autouse = sorted(n for n, text in new_autouse.items() if old_autouse.get(n) != text)
     if changed_autouse:
@@ -139,6 +143,28 @@ def _autouse(tree: ast.Module) -> dict[str, str]:
                 ):
                     out[func.name] = ast.dump(func)
     return out
+
+
+# Top-level statements that only define things; anything else runs as pytest loads the file.
+_DEFINING = (
+    ast.Import,
+    ast.ImportFrom,
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Assign,
+    ast.AnnAssign,
+)
+
+
+def _module_code(tree: ast.Module) -> dict[str, int]:
+    """Top-level statements that do something at import (a loop, a call, an if), as text."""
+    found: dict[str, int] = {}
+    for node in tree.body:
+        docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        if not isinstance(node, _DEFINING) and not docstring:
+            found.setdefault(ast.dump(node), node.lineno)
+    return found
 
 
 def _literals(body: list[ast.stmt]) -> list[str]:
