@@ -314,6 +314,22 @@ def test_regression_passing_in_every_re_run_is_order_dependent_not_flaky() -> No
     assert result.flaky == []
 
 
+def test_a_regression_that_failed_on_a_deadline_and_passes_in_its_module_is_flaky() -> None:
+    # Hypothesis's per-example deadline under a loaded machine: the clock, not the order.
+    comp = compare(run(b="passed"), run(b="failed"))
+    failing = run(b="failed")
+    failing.tests["b"] = failing.tests["b"].model_copy(
+        update={"exception_type": "hypothesis.errors.Flaky", "message": "DeadlineExceeded: 594ms"}
+    )
+    result = apply_reruns(comp, [run(b="passed")] * 2, [run(b="passed")] * 2, candidate=failing)
+    assert result.flaky == ["b"] and result.order_dependent == [] and result.pass_to_fail == []
+    # the same failure on a value stays an order-dependent regression
+    result = apply_reruns(
+        comp, [run(b="passed")] * 2, [run(b="passed")] * 2, candidate=run(b="failed")
+    )
+    assert result.order_dependent == ["b"] and result.pass_to_fail == ["b"]
+
+
 def test_order_dependent_failure_the_baseline_shows_too_is_flaky() -> None:
     comp = compare(run(b="passed"), run(b="failed"))
     result = apply_reruns(comp, [run(b="passed"), run(b="failed")], [run(b="passed")] * 2)

@@ -16,6 +16,26 @@ _PASSING: frozenset[Outcome] = frozenset({"passed", "xpassed", "xfailed"})
 _SKIPPED: frozenset[Outcome] = frozenset({"skipped"})
 
 
+# Failures that measure time, not behaviour: Hypothesis's per-example deadline (and the
+# Flaky it raises when a re-tried example then meets it).
+_TIMING_ERRORS = frozenset(
+    {"DeadlineExceeded", "hypothesis.errors.DeadlineExceeded", "hypothesis.errors.Flaky"}
+)
+
+
+def _timing_failure(run: SuiteRun | None, test_id: str) -> bool:
+    """Whether ``test_id`` failed in ``run`` because a deadline passed."""
+    result = run.tests.get(test_id) if run is not None else None
+    if result is None:
+        return False
+    kind = (result.exception_type or "").rsplit(".", 1)[-1]
+    return (
+        result.exception_type in _TIMING_ERRORS
+        or kind == "DeadlineExceeded"
+        or (kind == "Flaky" and "DeadlineExceeded" in result.message)
+    )
+
+
 def _state(run: SuiteRun, test_id: str) -> str:
     """passing | skipped | failing | absent (never collected, and no collection error)."""
     result = run.tests.get(test_id)
@@ -149,6 +169,10 @@ def apply_reruns(
                 not_rerun.add(test_id)
             continue
         if any(state != passed_before for state in before):
+            flaky.add(test_id)
+        elif passed_before and after and all(after) and _timing_failure(candidate, test_id):
+            # It failed on the clock (a per-example deadline), not on a value: the
+            # machine's load, not the order, made it fail; it passed again in its module.
             flaky.add(test_id)
         elif passed_before and after and all(after):
             order_dependent.add(test_id)
