@@ -493,3 +493,13 @@ def test_a_package_without_a_wheel_for_the_python_moves_to_a_later_release() -> 
     assert versions["six"] == "1.15.0"  # everything else stays as of the commit
     assert versions["simplejson"].startswith("3.")  # the next release, not the newest
     assert len(notes) == 1 and notes[0].startswith("simplejson: no wheel for Python 3.9")
+
+
+def test_a_package_pinning_a_wheelless_one_moves_with_it() -> None:
+    # proselint 0.13 pins future < 0.19, whose 0.18 releases are sdists only; proselint
+    # 0.14 (2024) dropped future.
+    from runner.environments.resolution import compile_pins
+
+    pins, notes = compile_pins(["proselint>=0.13"], [], "3.11", "2023-11-01", "2_36")
+    assert "proselint==0.14.0" in pins and not any(p.startswith("future==") for p in pins)
+    assert any(n.startswith("proselint: it pins future") for n in notes)

@@ -112,6 +112,7 @@ def resolve(
 _NO_WHEELS = re.compile(
     r"(?:all versions of )?([A-Za-z0-9][A-Za-z0-9._-]*)[^\s]* (?:have|has) no usable wheels"
 )
+_DEPENDANTS = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)[^\s]* depends on ")
 # How far past the commit date a package without a wheel for the chosen Python may move.
 _LATER_DAYS = (180, 365, 730, 1460)
 
@@ -126,6 +127,7 @@ def compile_pins(
     """Pins as of the commit; a package with no wheel for this Python then moves to its
     first later release that has one. Returns the pins and a note per moved package."""
     later: dict[str, str] = {}
+    why: dict[str, str] = {}
     while True:
         try:
             pins = compile_requirements(
@@ -133,15 +135,30 @@ def compile_pins(
             )
         except ResolutionError as exc:
             found = _NO_WHEELS.search(str(exc)) if as_of else None
-            name = found.group(1).lower() if found else None
-            step = _next_cutoff(as_of, later.get(name or "")) if name and as_of else None
-            if name is None or step is None or len(later) > 10:
+            if found is None or as_of is None or len(later) > 10:
                 raise
-            later[name] = step
+            # The package without a wheel, and those that pin it (a later release of a
+            # dependant may have dropped it): each moves one cutoff further.
+            wheelless = found.group(1).lower()
+            names = {wheelless, *(n.lower() for n in _DEPENDANTS.findall(str(exc)))}
+            moved = False
+            for name in sorted(names):
+                step = _next_cutoff(as_of, later.get(name))
+                if step is not None:
+                    later[name] = step
+                    why.setdefault(
+                        name,
+                        f"no wheel for Python {python} as of {as_of}"
+                        if name == wheelless
+                        else f"it pins {wheelless}, which has no wheel for Python {python}",
+                    )
+                    moved = True
+            if not moved:
+                raise
             continue
         notes = [
-            f"{name}: no wheel for Python {python} as of {as_of}; a release up to {cutoff} "
-            "is used (the runner builds no source distribution)"
+            f"{name}: {why[name]}; a release up to {cutoff} is used (the runner builds "
+            "no source distribution)"
             for name, cutoff in later.items()
         ]
         return pins, notes
