@@ -134,3 +134,14 @@ def test_unstable_parametrize_ids_are_paired_by_function_and_position(
     assert fixed.startswith("tests/test_unstable.py::test_mean_now[0-at-")
     assert verdict.tests.flaky == [] and verdict.tests.added == []
     assert verdict.tests.pass_to_fail == [] and verdict.tests.removed == []
+
+
+def test_pytest_3_instance_segment_is_not_part_of_an_id() -> None:
+    from runner.core.harnessresults import stable_id
+
+    # pytest 3 (chosen for a 2019 commit) spells Cls::()::test; the truth and later eras do not
+    assert (
+        stable_id("tests/t.py::TestPluck::()::test_pluck[a]")
+        == "tests/t.py::TestPluck::test_pluck[a]"
+    )
+    assert stable_id("tests/t.py::test_x[()::y]") == "tests/t.py::test_x[()::y]"

@@ -34,7 +34,7 @@ from runner.models import (
     TestResult,
 )
 
-__all__ = ["grade_harness", "read_stream"]
+__all__ = ["grade_harness", "read_stream", "stable_id"]
 
 # Alerts that mean the record itself was under attack: the run is not evidence.
 TAMPERING = frozenset({"results-access"})
@@ -82,7 +82,7 @@ def _fold(records: list[dict[str, Any]]) -> HarnessReport:
         elif kind == "collect_error":
             report.collection_errors.append(_collect_error(record))
         elif kind == "report":
-            test_id = str(record.get("nodeid", ""))
+            test_id = stable_id(str(record.get("nodeid", "")))
             if record.get("when") == "setup":
                 # A node id pytest ran twice is two tests: the second gets its own id.
                 occurrences[test_id] = occurrences.get(test_id, 0) + 1
@@ -101,7 +101,7 @@ def _fold(records: list[dict[str, Any]]) -> HarnessReport:
                 )
             )
         elif kind == "lines":
-            _add_lines(report, str(record.get("nodeid", "")), record.get("files"))
+            _add_lines(report, stable_id(str(record.get("nodeid", ""))), record.get("files"))
         elif kind == "finish":
             report.finished = True
             report.exitstatus = int(record.get("exitstatus", -1))
@@ -120,11 +120,18 @@ def _add_lines(report: HarnessReport, test_id: str, files: object) -> None:
             mine[str(path)] = sorted(merged)
 
 
+def stable_id(nodeid: str) -> str:
+    """A node id as every pytest since 4 spells it: pytest 3 put a ``()`` instance segment
+    between a class and its methods (``Cls::()::test``), which would make a test absent
+    from a run of another era."""
+    return nodeid.replace("::()::", "::")
+
+
 def _collected(items: list[Any]) -> list[CollectedTest]:
     out: list[CollectedTest] = []
     seen: dict[str, int] = {}
     for item in items:
-        test_id, function, position = str(item[0]), str(item[1]), int(item[2])
+        test_id, function, position = stable_id(str(item[0])), str(item[1]), int(item[2])
         seen[test_id] = seen.get(test_id, 0) + 1
         if seen[test_id] > 1:
             # the same naming as the reports: never two collected tests under one id
