@@ -181,6 +181,12 @@ def test_a_module_named_like_the_harness_is_a_finding(path: str) -> None:
     assert any("named like the harness" in f for f in findings(diff(path, "x = 1")))
 
 
+def test_the_projects_own_harness_named_package_is_no_shadow() -> None:
+    # pluggy's (or pytest's) own repository: changing src/pluggy/_hooks.py adds no name
+    assert findings(diff("src/pluggy/_hooks.py", "x = 1", new=False)) == []
+    assert any("named like the harness" in f for f in findings(diff("src/pluggy/_new.py", "x")))
+
+
 @pytest.mark.parametrize("path", ["calc/pytest_helpers.py", "docs/py/conf.py", "calc/py.py"])
 def test_a_module_that_cannot_shadow_the_harness_is_not(path: str) -> None:
     assert findings(diff(path, "x = 1")) == []

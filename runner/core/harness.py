@@ -71,7 +71,9 @@ def harness_findings(
         if change.status == "deleted":
             continue
         path = PurePosixPath(change.path)
-        shadow = _shadowed_name(path)
+        # A file the baseline already had at this path adds no name: the project may be
+        # pluggy or pytest itself (src/pluggy/_hooks.py), and its own package is no shadow.
+        shadow = _shadowed_name(path) if change.status != "modified" else None
         if shadow is not None:
             findings.append(f"{change.path}: adds a module named like the harness ({shadow!r})")
         if path.name in _CONFIG_FILES or path.name in _SECTIONED_CONFIG:
