@@ -8,7 +8,7 @@ from test_policy import POLICIES, evidence, repro_run, suite
 from runner.core.judge import Judgement, judge
 from runner.core.policy import load_policy
 from runner.core.suppression import suppressions
-from runner.models import Check, SourceChange
+from runner.models import Check, SourceChange, SuiteRun
 
 BEFORE = '''\
 import logging
@@ -162,3 +162,70 @@ def test_lenient_reports_but_does_not_require_it() -> None:
         [change(swallowing("except:"))], policy_name="lenient", expect_error="RuntimeError"
     )
     assert not found.passed and not found.required and result.status == "verified"
+
+
+# ------------------------------------------------ no error report: the tests state the bug
+
+TEST_ID = "tests/test_seed.py::test_bug"
+
+
+def failing_with(exception_type: str, assertion: bool = False) -> SuiteRun:
+    before = suite(**{TEST_ID: "failed", "tests/test_seed.py::test_ok": "passed"})
+    before.tests[TEST_ID] = before.tests[TEST_ID].model_copy(
+        update={"exception_type": exception_type, "phase": "call", "assertion": assertion}
+    )
+    return before
+
+
+def written_test(body: str) -> SourceChange:
+    text = f"from app.seed import seed\n\n\ndef test_bug():\n    {body}\n"
+    return SourceChange(path="tests/test_seed.py", before=None, after=text)
+
+
+def inferred(
+    handler: str,
+    body: str,
+    exception_type: str = "RuntimeError",
+    assertion: bool = False,
+    expect_error: str | None = None,
+) -> tuple[Judgement, Check]:
+    after = suite(**{TEST_ID: "passed", "tests/test_seed.py::test_ok": "passed"})
+    return check(
+        [change(swallowing(handler)), written_test(body)],
+        before=failing_with(exception_type, assertion),
+        after=after,
+        expect_error=expect_error,
+    )
+
+
+def test_narrow_handler_the_candidates_test_asserts_is_the_specified_behaviour() -> None:
+    result, found = inferred("except RuntimeError:", "assert seed(None) is None")
+    assert found.passed, found.detail
+    assert "handles RuntimeError as the candidate's fail-to-pass tests assert" in found.detail
+    assert "app/seed.py:10 in seed" in found.detail
+    assert result.status == "verified"
+
+
+def test_narrow_handler_with_a_test_that_asserts_nothing_is_still_hidden() -> None:
+    _, found = inferred("except RuntimeError:", "seed(None)")
+    assert not found.passed and "app/seed.py:10 in seed" in found.detail
+
+
+@pytest.mark.parametrize("handler", ["except Exception:", "except:", "except BaseException:"])
+def test_broad_handler_is_hidden_whatever_the_tests_assert(handler: str) -> None:
+    _, found = inferred(handler, "assert seed(None) is None")
+    assert not found.passed and "RuntimeError" in found.detail
+
+
+def test_with_an_error_report_a_narrow_handler_is_still_hidden() -> None:
+    _, found = inferred(
+        "except RuntimeError:", "assert seed(None) is None", expect_error="RuntimeError"
+    )
+    assert not found.passed and "app/seed.py:10 in seed" in found.detail
+
+
+def test_a_failed_assertion_names_no_error_to_look_for() -> None:
+    _, found = inferred(
+        "except RuntimeError:", "assert seed(None) == 1", "AssertionError", assertion=True
+    )
+    assert found.passed and found.detail == "no reported error to look for"

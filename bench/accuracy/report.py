@@ -101,7 +101,14 @@ def render(cases: list[Case], results: dict[str, dict[str, Any]], note: str = ""
         elif "bare" not in result:
             why = "not run yet"
         elif not result["bare"].get("fail_to_pass"):
-            why = "bare check found no fail-to-pass test (case dropped)"
+            python = result["bare"].get("python", case.python)
+            first = result["bare"].get("first", {})
+            why = f"bare check on Python {python} found no fail-to-pass test (case dropped)"
+            if first.get("fail_to_pass"):
+                why += (
+                    f"; on Python {first.get('python', '3.11')} it found"
+                    f" {len(first['fail_to_pass'])}, but the runner chose {python}"
+                )
         else:
             why = "verify-patch runs not finished"
         out.append(f"- {case.id}: {why}")

@@ -10,7 +10,7 @@ from runner.core.harness import harness_check
 from runner.core.patchcoverage import patch_coverage
 from runner.core.paths import glob_match, is_test_path
 from runner.core.policy import REPRO_CHECKS, Policy
-from runner.core.reproduction import standings
+from runner.core.reproduction import specified_errors, standings
 from runner.core.suppression import reported_error, reported_types, suppressions
 from runner.core.weakening import weakening_findings
 from runner.models import (
@@ -346,7 +346,9 @@ def _error_not_suppressed(evidence: Evidence, policy: Policy) -> Check:
         )
     # tests catch errors on purpose (pytest.raises, cleanup): only source code counts
     sources = [s for s in evidence.sources if not is_test_path(s.path, policy.test_globs)]
-    found = suppressions(sources, types, frames)
+    # without an error report the tests are the statement of the bug (see core.suppression)
+    specified = specified_errors(evidence) if not reported_types(evidence) else set()
+    found = suppressions(sources, types, frames, specified)
     shown = ", ".join(types)
     if found:
         where = "; ".join(s.describe() for s in found[:5])
@@ -354,6 +356,14 @@ def _error_not_suppressed(evidence: Evidence, policy: Policy) -> Check:
             name="error_not_suppressed",
             passed=False,
             detail=f"the candidate hides {shown} instead of fixing it: {where}",
+        )
+    handled = [s for s in suppressions(sources, types, frames) if s not in found]
+    if handled:
+        where = "; ".join(s.describe().replace(" without re-raising", "") for s in handled[:5])
+        return Check(
+            name="error_not_suppressed",
+            passed=True,
+            detail=f"handles {shown} as the candidate's fail-to-pass tests assert: {where}",
         )
     return Check(
         name="error_not_suppressed",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from runner.core.asserts import test_checks_outcome, test_written
 from runner.models import Evidence, SourceChange, TestResult
 
-__all__ = ["Standing", "standings"]
+__all__ = ["Standing", "specified_errors", "standings"]
 
 # A call-phase failure with one of these shows a missing name, not a wrong result.
 IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError"})
@@ -57,6 +57,27 @@ def standings(evidence: Evidence, reported: Iterable[str]) -> list[Standing]:
             continue
         out.append(_standing(test_id, result, crash, test_id in named and not written, texts))
     return out
+
+
+def specified_errors(evidence: Evidence) -> set[str]:
+    """Exception types whose handling the candidate's own fail-to-pass tests assert.
+
+    A type counts when every fail-to-pass test that fails with it on the baseline (in its
+    call phase) is one the candidate wrote and that checks an outcome: the tests then say
+    what the code must do when that error condition arises.
+    """
+    if evidence.baseline is None or evidence.comparison is None:
+        return set()
+    texts = {s.path: s for s in evidence.sources}
+    verdicts: dict[str, bool] = {}
+    for test_id in evidence.comparison.fail_to_pass:
+        result = evidence.baseline.tests.get(test_id)
+        if result is None or not result.exception_type or result.phase not in (None, "call"):
+            continue
+        raised = result.exception_type.rsplit(".", 1)[-1]
+        checked = _checks_outcome(test_id, texts) is True
+        verdicts[raised] = verdicts.get(raised, True) and checked
+    return {raised for raised, checked in verdicts.items() if checked}
 
 
 def _standing(

@@ -5,6 +5,12 @@ types in, findings out. A finding is a handler the candidate added that catches 
 reported type or a broader one (bare ``except``, ``Exception``, ``BaseException``,
 ``contextlib.suppress(...)``) without re-raising, or a ``raise`` of the reported type
 the candidate deleted from a function on the error's traceback.
+
+Without an error report the types come from the fail-to-pass tests' failures, and those
+tests are the only statement of the bug: a narrow handler for a type whose handling a
+test the candidate wrote asserts (``int("1e999")`` falls back to the default; an
+unhashable value is refused) is the specified behaviour, not a hidden error. Broad
+handlers stay findings whatever the tests say.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass
 
 from runner.core.errormatch import repo_relative
 from runner.core.tracebacks import iter_exceptions, parse_last_exception
-from runner.models import Evidence, SourceChange
+from runner.models import Evidence, SourceChange, TestResult
 
 __all__ = ["BROAD_TYPES", "Suppression", "reported_error", "reported_types", "suppressions"]
 
@@ -54,15 +60,19 @@ def suppressions(
     sources: Iterable[SourceChange],
     error_types: Iterable[str],
     traceback_functions: Iterable[tuple[str, str]] = (),
+    specified: Iterable[str] = (),
 ) -> list[Suppression]:
     """Handlers added to hide one of ``error_types``, and raises of them deleted.
 
     ``traceback_functions`` are (repo path, function name) pairs of the error's frames;
     a deleted ``raise`` counts only in those functions (elsewhere it may be the fix).
+    ``specified`` are types whose handling the tests assert: a handler that catches
+    none of the wanted types but those (and nothing broad) is not a finding.
     """
     wanted = {name for t in error_types if t for name in _and_bases(_short(t))}
     if not wanted:
         return []
+    allowed = {_short(t) for t in specified if t} - BROAD_TYPES
     on_traceback = set(traceback_functions)
     found: list[Suppression] = []
     for change in sources:
@@ -75,7 +85,7 @@ def suppressions(
         before = before or {}
         for name, node in after.items():
             old = before.get(name)
-            found += _added_handlers(change.path, name, node, old, wanted)
+            found += _added_handlers(change.path, name, node, old, wanted, allowed)
             if old is not None and (change.path, name.rsplit(".", 1)[-1]) in on_traceback:
                 found += _deleted_raises(change.path, name, old, node, wanted)
     return sorted(found, key=lambda s: (s.path, s.line))
@@ -159,21 +169,29 @@ def _name(expr: ast.expr) -> str:
     return ""
 
 
-def _hides(handler: _Handler, wanted: set[str]) -> bool:
+def _hides(
+    handler: _Handler, wanted: set[str], allowed: frozenset[str] | set[str] = frozenset()
+) -> bool:
     if handler.reraises:
         return False
-    return any(t == _BARE or t in BROAD_TYPES or t in wanted for t in handler.caught)
+    hidden = {t for t in handler.caught if t == _BARE or t in BROAD_TYPES or t in wanted}
+    return bool(hidden - allowed)
 
 
 def _added_handlers(
-    path: str, name: str, node: ast.AST, old: ast.AST | None, wanted: set[str]
+    path: str,
+    name: str,
+    node: ast.AST,
+    old: ast.AST | None,
+    wanted: set[str],
+    allowed: set[str],
 ) -> list[Suppression]:
     # Compare by what a handler catches, not by line: the candidate's edits move lines.
     before = Counter((h.kind, h.caught) for h in _handlers(old) if _hides(h, wanted)) if old else {}
     seen: Counter[tuple[str, tuple[str, ...]]] = Counter()
     found = []
     for handler in _handlers(node):
-        if not _hides(handler, wanted):
+        if not _hides(handler, wanted, allowed):
             continue
         key = (handler.kind, handler.caught)
         seen[key] += 1
@@ -214,6 +232,12 @@ def _deleted_raises(
     return found
 
 
+def _assertion(result: TestResult) -> bool:
+    if result.assertion is not None:
+        return result.assertion
+    return _short(result.exception_type or "") == "AssertionError"
+
+
 def reported_types(evidence: Evidence) -> list[str]:
     """The exception types the error report names: --expect-error and the repro commands."""
     expected = [evidence.expect_error, *(run.expect_error for run in evidence.repro)]
@@ -228,7 +252,8 @@ def reported_error(evidence: Evidence) -> tuple[list[str], set[tuple[str, str]]]
     """The reported exception types, and the (path, function) frames of its traceback.
 
     From --expect-error and the repro commands' baseline runs; without them, from the
-    exception types of the baseline's fail-to-pass failures.
+    exception types of the baseline's fail-to-pass failures (an assertion failure is a
+    wrong value the test caught, not an error the code raised: it names no type).
     """
     types = reported_types(evidence)
     files = {s.path for s in evidence.sources}
@@ -242,6 +267,6 @@ def reported_error(evidence: Evidence) -> tuple[list[str], set[tuple[str, str]]]
     if not types and evidence.baseline and evidence.comparison:
         for test_id in evidence.comparison.fail_to_pass:
             result = evidence.baseline.tests.get(test_id)
-            if result is not None and result.exception_type:
+            if result is not None and result.exception_type and not _assertion(result):
                 types.append(result.exception_type)
     return sorted({t.rsplit(".", 1)[-1] for t in types if t}), frames
