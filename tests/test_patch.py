@@ -504,3 +504,51 @@ def test_stronger_asserts_are_fine() -> None:
         "    assert result == 5\n", "    assert result == 5\n    assert parse(' 5 ') == 5\n"
     )
     assert weakened(after) == []
+
+
+# ------------------------------------------- skip markers: existing tests versus new ones
+
+NEW_SKIPPED_TEST = """
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock on windows")
+def test_flock():
+    pytest.importorskip("fcntl")
+    assert parse("7") == 7
+"""
+
+
+def test_skip_marker_on_a_test_the_change_adds_is_not_weakening() -> None:
+    assert weakened(TEST_MODULE + NEW_SKIPPED_TEST) == []
+
+
+def test_skip_marker_added_to_an_existing_test_is_weakening() -> None:
+    after = TEST_MODULE.replace("def test_parse():", "@pytest.mark.skip\ndef test_parse():")
+    (finding,) = weakened(after)
+    assert "adds skip/xfail" in finding and "pytest.mark.skip" in finding
+
+
+def test_skip_call_inside_an_existing_test_is_weakening() -> None:
+    after = TEST_MODULE.replace(
+        '    result = parse("5")\n', '    pytest.skip("later")\n    result = parse("5")\n'
+    )
+    assert any("adds skip/xfail" in f for f in weakened(after))
+
+
+def test_module_level_skip_in_an_existing_file_is_weakening() -> None:
+    after = TEST_MODULE + '\npytestmark = pytest.mark.skip(reason="later")\n'
+    (finding,) = weakened(after)
+    assert "adds skip/xfail" in finding
+
+
+def test_skip_marker_on_an_existing_class_but_not_on_its_new_method() -> None:
+    before = (
+        TEST_MODULE
+        + "\n\nclass TestParse:\n    def test_one(self):\n        assert parse('1') == 1\n"
+    )
+    new_method = (
+        "\n    @pytest.mark.xfail\n    def test_two(self):\n        assert parse('2') == 2\n"
+    )
+    assert weakened(before + new_method, before=before) == []
+    on_class = before.replace("class TestParse:", "@pytest.mark.xfail\nclass TestParse:")
+    (finding,) = weakened(on_class, before=before)
+    assert "pytest.mark.xfail" in finding

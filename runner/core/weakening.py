@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from runner.core.asserts import assert_findings
 from runner.core.conftest_changes import conftest_findings
 from runner.core.paths import DEFAULT_TEST_GLOBS, glob_match, is_test_path
+from runner.core.skipmarkers import markers_on_existing_tests
 from runner.models import FileChange, ParsedPatch, SourceChange
 
 __all__ = ["weakening_findings"]
@@ -67,8 +68,9 @@ def weakening_findings(
         if touched := sorted(paths & protected):
             findings.append(f"touches {', '.join(touched)} from the job's test patch")
         findings += _harness(change, after_texts.get(change.path))
-        findings += _markers(change)
-        if any(is_test_path(p, globs) for p in paths):
+        is_test = any(is_test_path(p, globs) for p in paths)
+        findings += _markers(change, after_texts.get(change.path) if is_test else None)
+        if is_test:
             findings += _test_file(change, texts.get(change.path), source_added)
         elif change.path.endswith(".py") and any(
             _PYTEST_INTERNALS.search(line) for line in change.added_text
@@ -101,8 +103,23 @@ def _harness(change: FileChange, source: SourceChange | None = None) -> list[str
     return []
 
 
-def _markers(change: FileChange) -> list[str]:
-    hits = [line.strip() for line in change.added_text if _SKIP_MARKERS.search(line)]
+def _markers(change: FileChange, texts: SourceChange | None = None) -> list[str]:
+    added = [
+        (number, line)
+        for number, line in zip(change.added_lines, change.added_text, strict=True)
+        if _SKIP_MARKERS.search(line)
+    ]
+    if not added:
+        return []
+    hits = [line.strip() for _, line in added]
+    name = change.path.rsplit("/", 1)[-1]
+    known = texts is not None and (texts.before is not None or change.status == "added")
+    if known and texts is not None and texts.after is not None and name != "conftest.py":
+        # a marker on a test the change adds skips nothing that ran before
+        before = texts.before if change.status != "added" else None
+        kept = markers_on_existing_tests(before, texts.after, added)
+        if kept is not None:
+            hits = [line.strip() for line in kept]
     if not hits:
         return []
     return [f"{change.path}: adds skip/xfail ({len(hits)}: {hits[0][:60]!r})"]
