@@ -30,6 +30,7 @@ WHEELS = [
     "python-dateutil",
     "typing-extensions",
     "tomli",
+    "exceptiongroup",  # pytest and hypothesis before Python 3.11 (the runner may choose 3.9)
     "sortedcontainers",
     "pytest-mock",
     "pytest-timeout",  # a test that hangs without the fix fails instead (TEST_TIMEOUT_S)
