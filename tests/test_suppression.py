@@ -206,6 +206,17 @@ def test_narrow_handler_the_candidates_test_asserts_is_the_specified_behaviour()
     assert result.status == "verified"
 
 
+def test_narrow_handler_the_jobs_test_patch_asserts_is_the_specified_behaviour() -> None:
+    after = suite(**{TEST_ID: "passed", "tests/test_seed.py::test_ok": "passed"})
+    _, found = check(
+        [change(swallowing("except RuntimeError:"))],
+        before=failing_with("RuntimeError"),
+        after=after,
+        test_sources=[written_test("assert seed(None) is None")],
+    )
+    assert found.passed and "handles RuntimeError" in found.detail
+
+
 def test_narrow_handler_with_a_test_that_asserts_nothing_is_still_hidden() -> None:
     _, found = inferred("except RuntimeError:", "seed(None)")
     assert not found.passed and "app/seed.py:10 in seed" in found.detail

@@ -60,15 +60,15 @@ def standings(evidence: Evidence, reported: Iterable[str]) -> list[Standing]:
 
 
 def specified_errors(evidence: Evidence) -> set[str]:
-    """Exception types whose handling the candidate's own fail-to-pass tests assert.
+    """Exception types whose handling the fail-to-pass tests the job brings assert.
 
     A type counts when every fail-to-pass test that fails with it on the baseline (in its
-    call phase) is one the candidate wrote and that checks an outcome: the tests then say
-    what the code must do when that error condition arises.
+    call phase) is one the candidate or the job's test patch adds and that checks an
+    outcome: the tests then say what the code must do when that error condition arises.
     """
     if evidence.baseline is None or evidence.comparison is None:
         return set()
-    texts = {s.path: s for s in evidence.sources}
+    texts = {s.path: s for s in [*evidence.test_sources, *evidence.sources]}
     verdicts: dict[str, bool] = {}
     for test_id in evidence.comparison.fail_to_pass:
         result = evidence.baseline.tests.get(test_id)

@@ -37,3 +37,7 @@ class Evidence(Model):
         default_factory=list,
         description="Changed Python files, before and after (capped reads).",
     )
+    test_sources: list[SourceChange] = Field(
+        default_factory=list,
+        description="Python files of the job's test patch, before and after (capped reads).",
+    )

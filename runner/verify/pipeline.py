@@ -254,10 +254,14 @@ def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event 
     with state.phase("apply", "applying the patches"):
         # the base's text, before the candidate's test part lands in the baseline tree
         befores = read_befores(baseline_dir, parsed)
+        test_befores = read_befores(baseline_dir, test_parsed) if test_parsed else {}
         applied = _apply(state, baseline_dir, candidate_dir, parsed, test_parsed, test_part, whole)
         sources = source_changes(befores, candidate_dir, parsed)
+        test_sources = (
+            source_changes(test_befores, baseline_dir, test_parsed) if test_parsed else []
+        )
         state.evidence = state.evidence.model_copy(
-            update={"applied_with": applied, "sources": sources}
+            update={"applied_with": applied, "sources": sources, "test_sources": test_sources}
         )
         baseline_tree = tree_id(baseline_dir)
     _build_trees(state, runtime, {"baseline": baseline_dir, "candidate": candidate_dir}, cancel)
