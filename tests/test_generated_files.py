@@ -172,3 +172,37 @@ def test_suite_that_imports_in_neither_tree_is_an_error_quoting_the_import_error
     assert verdict.status == "error", verdict.summary
     assert "no test could be collected in either tree" in verdict.summary
     assert "fixrunner_never_installed" in verdict.summary
+
+
+# A project its own test environment depends on (python-dateutil depends on six): the
+# released wheel arrives with the requirements and, ahead of the tree's .pth line on
+# sys.path, would be imported in place of the tree under test.
+SELF_DEPENDENCY = {
+    "setup.cfg": "[metadata]\nname = six\nversion = 0.0.1\n",
+    "six.py": "def double(x):\n    return x + x + 1\n",
+    "tests/test_six.py": (
+        "from six import double\n\n\ndef test_double():\n    assert double(2) == 4\n"
+    ),
+    "requirements-test.txt": "pytest==8.3.5\nflake8==7.1.2\npython-dateutil==2.9.0.post0\n",
+}
+
+
+@pytest.fixture(scope="module")
+def self_dependency(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    root = tmp_path_factory.mktemp("selfdep")
+    return Project.create(root, "six", SELF_DEPENDENCY, "double is off by one")
+
+
+def test_tree_wins_over_its_own_release_pulled_in_by_the_requirements(
+    run: Verify, self_dependency: Project
+) -> None:
+    fix = {"six.py": "def double(x):\n    return x + x\n"}
+    verdict = run(
+        self_dependency.diff(fix),
+        repo=str(self_dependency.repo),
+        fail_to_pass=["tests/test_six.py::test_double"],
+    )
+    notes = verdict.images.environment.notes
+    assert verdict.status == "verified", (verdict.summary, notes)
+    assert verdict.tests.fail_to_pass == ["tests/test_six.py::test_double"]
+    assert any("six 1.17.0 came in as a dependency" in n and "removed" in n for n in notes), notes

@@ -78,6 +78,11 @@ _PTH = (
     "pathlib.Path(sysconfig.get_paths()['purelib'], '_fixrunner_workspace.pth')"
     ".write_text(sys.argv[1] + '\\n')"
 )
+_VERSION_OF = (
+    "import sys, importlib.metadata as m\n"
+    "try:\n    print(m.version(sys.argv[1]))\n"
+    "except m.PackageNotFoundError:\n    print('')"
+)
 _RECORD = (
     "import json, platform, sys, importlib.metadata as m; "
     "data = json.loads(sys.argv[2]); data['python_full'] = platform.python_version(); "
@@ -193,6 +198,8 @@ class EnvBuild:
         mode: InstallMode = "pth"
         if self.env.install_project:
             mode = self._editable(container)
+        if mode == "pth":
+            self._drop_installed_self(container)
         self._exec(container, "pth", [py, "-c", _PTH, "\n".join(self.env.pth_paths)])
         summary = {"source": self.env.source, "pytest": self.env.pytest, "flake8": self.env.flake8}
         record_argv = [py, "-c", _RECORD, ENV_JSON, json.dumps(summary)]
@@ -223,6 +230,29 @@ class EnvBuild:
             log.warning("environments.editable_failed", error=str(exc))
             return "pth"
         return "editable"
+
+    def _drop_installed_self(self, container: Container) -> None:
+        # A project its own test tools depend on (attrs under hypothesis, pluggy under
+        # pytest) arrives as a released wheel; a .pth line comes after site-packages, so
+        # that release, not the tree under test, would be imported.
+        root = self.checkout.resolve()
+        name = project_name(root, read_toml(root, root / "pyproject.toml"))
+        if not name:
+            return
+        py = f"{VENV}/bin/python"
+        found = self._exec(container, "find-self", [py, "-c", _VERSION_OF, name]).strip()
+        version = found.splitlines()[-1] if found else ""
+        if not version:
+            return
+        if self.installer == "uv":
+            argv = [UV_MOUNT, "pip", "uninstall", "--offline", "--python", py, name]
+        else:
+            argv = [f"{VENV}/bin/pip", "uninstall", "-y", "--disable-pip-version-check", name]
+        self._exec(container, "drop-self", argv)
+        self.notes.append(
+            f"{name} {version} came in as a dependency of the test tools; removed, so the "
+            "tests import the tree's own code"
+        )
 
     def _install_argv(self, args: list[str]) -> list[str]:
         if self.installer == "uv":
