@@ -20,10 +20,15 @@ from runner.verify.runtime import Runtime
 _SUITE_RUNS = TypeAdapter(list[SuiteRun])
 
 
+# Bumped when reading a run changes what a cached one holds (pytest 3's ``::()::`` ids).
+CACHE_FORMAT = "2"
+
+
 def baseline_key(tree: str, env_id: str, command: list[str], limits: str) -> str:
     # what the harness records (phases, exception types) is part of a cached run
     material = json.dumps(
-        [tree, env_id, command, PYTEST_ARGS, limits, harness_digest()], sort_keys=True
+        [tree, env_id, command, PYTEST_ARGS, limits, harness_digest(), CACHE_FORMAT],
+        sort_keys=True,
     )
     return hashlib.sha256(material.encode()).hexdigest()
 
