@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.core.comparison import FIX_MODULE_RERUN_MAX
 from runner.core.lint import adds_noqa, noqa_findings
 from runner.core.patch import parse_patch
 from runner.core.suite import (
@@ -336,10 +337,17 @@ def test_order_dependent_failure_the_baseline_shows_too_is_flaky() -> None:
     assert result.flaky == ["b"] and result.pass_to_fail == [] and result.order_dependent == []
 
 
-def test_rerun_selection_runs_a_regression_in_its_whole_module() -> None:
+def test_rerun_selection_runs_changed_tests_in_their_whole_module() -> None:
     before = run(**{"tests/test_a.py::t1": "failed", "tests/test_b.py::t2": "passed"})
     after = run(**{"tests/test_a.py::t1": "passed", "tests/test_b.py::t2": "failed"})
-    assert rerun_selection(compare(before, after)) == ["tests/test_a.py::t1", "tests/test_b.py"]
+    assert rerun_selection(compare(before, after)) == ["tests/test_a.py", "tests/test_b.py"]
+
+
+def test_rerun_selection_runs_a_fix_in_a_large_module_by_its_id() -> None:
+    others = {f"tests/test_a.py::t{n}": "passed" for n in range(2, FIX_MODULE_RERUN_MAX + 2)}
+    before = run(**{"tests/test_a.py::t1": "failed", **others})
+    after = run(**{"tests/test_a.py::t1": "passed", **others})
+    assert rerun_selection(compare(before, after)) == ["tests/test_a.py::t1"]
 
 
 def test_reruns_that_agree_change_nothing() -> None:

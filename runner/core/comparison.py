@@ -113,13 +113,29 @@ def _transition(before: str, after: str) -> str | None:
     return "still_failing"
 
 
+# A fix's module larger than this is re-run by the fix's ids: its re-runs would cost a
+# large share of the suite for a condition (isolation) few tests depend on.
+FIX_MODULE_RERUN_MAX = 1000
+
+
 def rerun_selection(comparison: Comparison) -> list[str]:
-    """What to re-run: a regression's whole module (its order and neighbours), a fix's id.
+    """What to re-run: each changed test's whole module (its order and neighbours).
 
     A test broken by state another test leaves behind passes when run alone; in its
-    module, in the suite's order, it fails again.
+    module, in the suite's order, it fails again. A fix's test is re-run in its module
+    too, when the module is not large: a test that counts objects or reads what its
+    neighbours set up behaves differently alone than where it failed and passed.
     """
-    modules = {t.split("::", 1)[0] for t in comparison.changed if t not in comparison.fail_to_pass}
+    size: dict[str, int] = {}
+    for test_id in {*comparison.pass_to_pass, *comparison.changed, *comparison.still_failing}:
+        module = test_id.split("::", 1)[0]
+        size[module] = size.get(module, 0) + 1
+    modules = set()
+    for test_id in comparison.changed:
+        module = test_id.split("::", 1)[0]
+        fix = test_id in comparison.fail_to_pass
+        if not fix or size.get(module, 0) <= FIX_MODULE_RERUN_MAX:
+            modules.add(module)
     ids = [t for t in comparison.changed if t.split("::", 1)[0] not in modules]
     return sorted(modules | set(ids))
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
 
+from runner.core.comparison import FIX_MODULE_RERUN_MAX
 from runner.core.paths import is_test_path
 from runner.core.suite import apply_reruns, rerun_selection
 from runner.errors import (
@@ -60,7 +62,19 @@ def early_rerun_ids(state: Job, cached: SuiteRun | None) -> list[str]:
     if cached is not None and cached.valid:
         ids |= {t for t, r in cached.tests.items() if r.outcome in ("failed", "error")}
     # A long list is a broken baseline, not a fix: re-running it all early would waste cores.
-    return sorted(ids) if 0 < len(ids) <= EARLY_RERUN_MAX else []
+    if not 0 < len(ids) <= EARLY_RERUN_MAX:
+        return []
+    if cached is None or not cached.valid:
+        return sorted(ids)
+    # the same shape as the re-runs after the comparison (rerun_selection): a small
+    # module whole, a large one by the ids
+    size = Counter(t.split("::", 1)[0] for t in cached.tests)
+    return sorted(
+        {
+            t.split("::", 1)[0] if 0 < size[t.split("::", 1)[0]] <= FIX_MODULE_RERUN_MAX else t
+            for t in ids
+        }
+    )
 
 
 def run_reruns(
@@ -142,9 +156,18 @@ def selection(changed: list[str], baseline: SuiteRun, candidate: SuiteRun) -> li
     return list(out)
 
 
-def _covers(ids: list[str], runs: list[SuiteRun], changed: list[str]) -> bool:
-    """True when early re-runs ran every changed test, each time with a result."""
-    return set(changed) <= set(ids) and all(t in r.tests for r in runs for t in changed)
+def _covers(early: list[str], runs: list[SuiteRun], changed: list[str]) -> bool:
+    """True when early re-runs ran every changed test (or module), each time with a result."""
+    chosen = set(early)
+    for entry in changed:
+        if entry not in chosen and entry.split("::", 1)[0] not in chosen:
+            return False
+        for r in runs:
+            if "::" in entry and entry not in r.tests:
+                return False
+            if "::" not in entry and not any(t.startswith(f"{entry}::") for t in r.tests):
+                return False
+    return True
 
 
 def traced_files(state: Job) -> list[str]:
