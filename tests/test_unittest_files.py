@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import docker
 import pytest
+from conftest import TEST_INSTANCE, make_settings
+from test_pipeline import (
+    FIXED_OPS,
+    OPS,
+    PROJECT,
+    Project,
+    Verify,
+    validated,
+)
 
 from runner.core.paths import is_test_path
 from runner.core.testfiles import (
@@ -19,7 +29,12 @@ from runner.core.testfiles import (
     defines_tests,
     only_unittest_finds,
 )
+from runner.environments.images import BaseImage
+from runner.models import FixJob, Verdict
+from runner.verify.pipeline import Runtime, verify
 from runner.verify.testfiles import collect_args, find_unittest_files
+
+INSTANCE = f"{TEST_INSTANCE}-unittest-files"
 
 UNITTEST_SUITE = """\
 import unittest
@@ -34,19 +49,11 @@ class CalcTest(unittest.TestCase):
     def test_mean(self):
         self.assertEqual(mean([1, 2, 3, 4]), 2.5)
 """
-# Test code may import pytest's internals (here a module pytest loads only on demand):
-# from test.py that is no reach of the tree's code into the harness (the plugin's alert).
 REGRESSION_METHOD = """
     def test_mean_of_empty_is_zero(self):
         self.assertEqual(mean([]), 0.0)
-        self.assertTrue(callable(pytester_assertions.assert_outcomes))
 """
-SUITE_WITH_REGRESSION = (
-    UNITTEST_SUITE.replace(
-        "import unittest\n", "import unittest\n\nfrom _pytest import pytester_assertions\n"
-    )
-    + REGRESSION_METHOD
-)
+SUITE_WITH_REGRESSION = UNITTEST_SUITE + REGRESSION_METHOD
 REGRESSION = "test.py::CalcTest::test_mean_of_empty_is_zero"
 # werkzeug's test.py is its test client, jinja's tests.py its template tests: source.
 CLIENT = "class Client:\n    def open(self, path):\n        return path\n"
@@ -185,3 +192,64 @@ def test_tree_scan_reads_both_trees_and_skips_hidden_and_virtualenv_folders(
     # a test command that sets python_files itself keeps it
     assert collect_args(decision, [*command, "-o", "python_files=x.py"], "/work") == []
     assert collect_args(UnittestFiles(), command, "/work") == []
+
+
+# --------------------------------------------------------------------------- end to end
+
+UNITTEST_PROJECT = {
+    **{k: v for k, v in PROJECT.items() if not k.startswith("tests/")},
+    "test.py": UNITTEST_SUITE,
+}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """The calc project with its whole suite in a root test.py of unittest TestCases."""
+    root = tmp_path_factory.mktemp("project")
+    return Project.create(root, "calc", UNITTEST_PROJECT, "calc, tested with unittest")
+
+
+@pytest.fixture(scope="module")
+def runtime(
+    tmp_path_factory: pytest.TempPathFactory,
+    base_image: BaseImage,
+    docker_client: docker.DockerClient,
+) -> Runtime:
+    return Runtime.start(make_settings(tmp_path_factory.mktemp("state"), INSTANCE))
+
+
+@pytest.fixture
+def run(runtime: Runtime, project: Project) -> Verify:
+    def go(patch: str, **job: object) -> Verdict:
+        job.setdefault("repo", str(project.repo))
+        verdict = verify(FixJob(patch=patch, **job), runtime)  # type: ignore[arg-type]
+        return validated(verdict, runtime)
+
+    return go
+
+
+@pytest.mark.docker
+def test_right_fix_to_a_test_py_suite_is_verified_with_its_test_named(
+    run: Verify, project: Project
+) -> None:
+    verdict = run(project.diff({"calc/ops.py": FIXED_OPS, "test.py": SUITE_WITH_REGRESSION}))
+    assert verdict.status == "verified", verdict.summary
+    assert verdict.tests.fail_to_pass == [REGRESSION]
+    assert verdict.tests.baseline.total == verdict.tests.candidate.total == 3
+    # test.py is the candidate's test part: judged as a test change, run in the baseline
+    assert verdict.patch.test_files == ["test.py"]
+    assert verdict.patch.source_files == ["calc/ops.py"]
+    notes = verdict.images.environment.notes
+    assert any("only unittest discovery finds" in n and "test.py" in n for n in notes), notes
+
+
+@pytest.mark.docker
+def test_no_op_against_a_test_py_suite_is_rejected(run: Verify, project: Project) -> None:
+    no_op = OPS.replace('"""Arithmetic helpers."""', '"""Arithmetic helpers (reviewed)."""')
+    verdict = run(
+        project.diff({"calc/ops.py": no_op}),
+        test_patch=project.diff({"test.py": SUITE_WITH_REGRESSION}),
+    )
+    assert verdict.status == "rejected", verdict.summary
+    assert verdict.tests.fail_to_pass == []
+    assert verdict.tests.still_failing == [REGRESSION]
