@@ -30,7 +30,7 @@ from runner.core.testfiles import (
     only_unittest_finds,
 )
 from runner.environments.images import BaseImage
-from runner.models import FixJob, Verdict
+from runner.models import FixJob, SuiteRun, Verdict
 from runner.verify.pipeline import Runtime, verify
 from runner.verify.testfiles import collect_args, find_unittest_files
 
@@ -49,11 +49,19 @@ class CalcTest(unittest.TestCase):
     def test_mean(self):
         self.assertEqual(mean([1, 2, 3, 4]), 2.5)
 """
+# Test code may import pytest's internals (here a module pytest loads only on demand):
+# from test.py that is no reach of the tree's code into the harness (the plugin's alert).
 REGRESSION_METHOD = """
     def test_mean_of_empty_is_zero(self):
         self.assertEqual(mean([]), 0.0)
+        self.assertTrue(callable(pytester_assertions.assert_outcomes))
 """
-SUITE_WITH_REGRESSION = UNITTEST_SUITE + REGRESSION_METHOD
+SUITE_WITH_REGRESSION = (
+    UNITTEST_SUITE.replace(
+        "import unittest\n", "import unittest\n\nfrom _pytest import pytester_assertions\n"
+    )
+    + REGRESSION_METHOD
+)
 REGRESSION = "test.py::CalcTest::test_mean_of_empty_is_zero"
 # werkzeug's test.py is its test client, jinja's tests.py its template tests: source.
 CLIENT = "class Client:\n    def open(self, path):\n        return path\n"
@@ -230,7 +238,7 @@ def run(runtime: Runtime, project: Project) -> Verify:
 
 @pytest.mark.docker
 def test_right_fix_to_a_test_py_suite_is_verified_with_its_test_named(
-    run: Verify, project: Project
+    run: Verify, project: Project, runtime: Runtime
 ) -> None:
     verdict = run(project.diff({"calc/ops.py": FIXED_OPS, "test.py": SUITE_WITH_REGRESSION}))
     assert verdict.status == "verified", verdict.summary
@@ -241,6 +249,9 @@ def test_right_fix_to_a_test_py_suite_is_verified_with_its_test_named(
     assert verdict.patch.source_files == ["calc/ops.py"]
     notes = verdict.images.environment.notes
     assert any("only unittest discovery finds" in n and "test.py" in n for n in notes), notes
+    job = runtime.jobs_dir / verdict.job_id
+    for side in ("baseline", "candidate"):
+        assert SuiteRun.model_validate_json((job / f"{side}.json").read_text()).alerts == []
 
 
 @pytest.mark.docker
