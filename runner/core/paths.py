@@ -27,9 +27,10 @@ class _Glob:
 
 
 def _compile_glob(glob: str) -> _Glob:
-    # gitignore-like: a glob without "/" matches a basename at any depth;
-    # "**" spans directories, "*" and "?" stay within one component
+    # gitignore-like: a glob without "/" matches a basename at any depth, a leading "/"
+    # anchors it at the root; "**" spans directories, "*" and "?" stay within one component
     anchored = "/" in glob.rstrip("/")
+    glob = glob.removeprefix("/")
     out, i = [], 0
     while i < len(glob):
         if glob.startswith("**/", i):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from runner.core.policy import Policy
+from runner.core.testfiles import UnittestFiles
 from runner.environments.imagebuild import EnvImage
 from runner.environments.images import BaseImage
 from runner.models import (
@@ -50,6 +51,7 @@ class Job:
     started: float = field(default_factory=time.monotonic)
     fail_fast: bool = False
     early: EarlyAnswer | None = None
+    unittest_files: UnittestFiles = field(default_factory=UnittestFiles)
 
     @property
     def candidate_deadline(self) -> CandidateDeadline:

@@ -65,12 +65,14 @@ from runner.verify.reruns import (
     traced_files,
 )
 from runner.verify.runs import (
+    WORK,
     rerun,
     run_pytest,
     test_command,
 )
 from runner.verify.runtime import Runtime
 from runner.verify.sources import read_befores, source_changes
+from runner.verify.testfiles import collect_args, decide_unittest_files
 from runner.verify.verdicts import build_verdict, error_verdict
 from runner.workspace.trees import (
     CheckoutLimits,
@@ -188,7 +190,7 @@ def _watch_job(
 # ---------------------------------------------------------------------------- steps
 
 
-def _intake(state: Job) -> tuple[ParsedPatch, ParsedPatch | None, str, str]:
+def _intake(state: Job) -> tuple[ParsedPatch, ParsedPatch | None, str]:
     limits = state.policy.patch
     with state.phase("intake", "checking the patch"):
         parsed = parse_patch(
@@ -206,20 +208,25 @@ def _intake(state: Job) -> tuple[ParsedPatch, ParsedPatch | None, str, str]:
             except PatchError as exc:
                 raise PatchError(f"the test patch: {exc}", check=exc.check) from exc
             state.evidence = state.evidence.model_copy(update={"test_patch": test_parsed})
-        test_part, source_part = split_test_part(parsed, None, state.policy.test_globs)
-        if not source_part and state.job.fail_to_pass:
-            # A fix that lives in the tests (a missing fixture): applied to both trees it
-            # would leave nothing to compare, so the baseline stays the base commit, where
-            # the tests the job names show the failure.
-            test_part = ""
         check_expected(state.job.expect_error)
         for command in state.job.repro:
             split_command(command)
-    return parsed, test_parsed, test_part, parsed.text
+    return parsed, test_parsed, parsed.text
+
+
+def _test_part(state: Job, parsed: ParsedPatch) -> str:
+    """The candidate's test files, which the baseline tree gets too."""
+    test_part, source_part = split_test_part(parsed, None, state.policy.test_globs)
+    if not source_part and state.job.fail_to_pass:
+        # A fix that lives in the tests (a missing fixture): applied to both trees it
+        # would leave nothing to compare, so the baseline stays the base commit, where
+        # the tests the job names show the failure.
+        return ""
+    return test_part
 
 
 def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event | None) -> None:
-    parsed, test_parsed, test_part, whole = _intake(state)
+    parsed, test_parsed, whole = _intake(state)
     state.evidence = state.evidence.model_copy(
         update={"fail_to_pass_ids": state.job.fail_to_pass, "expect_error": state.job.expect_error}
     )
@@ -255,7 +262,7 @@ def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event 
         # the base's text, before the candidate's test part lands in the baseline tree
         befores = read_befores(baseline_dir, parsed)
         test_befores = read_befores(baseline_dir, test_parsed) if test_parsed else {}
-        applied = _apply(state, baseline_dir, candidate_dir, parsed, test_parsed, test_part, whole)
+        applied = _apply(state, baseline_dir, candidate_dir, parsed, test_parsed, whole)
         sources = source_changes(befores, candidate_dir, parsed)
         test_sources = (
             source_changes(test_befores, baseline_dir, test_parsed) if test_parsed else []
@@ -288,7 +295,6 @@ def _apply(
     candidate_dir: Path,
     parsed: ParsedPatch,
     test_parsed: ParsedPatch | None,
-    test_part: str,
     whole: str,
 ) -> str:
     allow_3way = state.policy.patch.allow_3way
@@ -296,11 +302,16 @@ def _apply(
         if test_parsed is not None and state.job.test_patch:
             check_paths_against_tree(tree, sorted(test_parsed.paths()))
             apply_patch(tree, test_parsed.text, allow_3way, "test patch")
+    check_paths_against_tree(candidate_dir, sorted(parsed.paths()))
+    applied = apply_patch(candidate_dir, whole, allow_3way, "candidate patch")
+    # Which files are tests can depend on the trees (a test.py of TestCases): decided once
+    # both hold every test, before the candidate's test part is split off for the baseline.
+    decide_unittest_files(state, (baseline_dir, candidate_dir))
+    test_part = _test_part(state, parsed)
     check_paths_against_tree(baseline_dir, sorted(parsed.paths()))
     if test_part:
         apply_patch(baseline_dir, test_part, allow_3way, "candidate's test part")
-    check_paths_against_tree(candidate_dir, sorted(parsed.paths()))
-    return apply_patch(candidate_dir, whole, allow_3way, "candidate patch")
+    return applied
 
 
 def _runs(
@@ -314,6 +325,7 @@ def _runs(
 ) -> None:
     assert state.env is not None
     command = test_command(runtime.settings, state.job.repo, state.env.python)
+    command += collect_args(state.unittest_files, command, WORK)
     limits = state.policy.limits.for_phase("test")
     key = baseline_key(baseline_tree, state.env.id, command, limits.model_dump_json())
     cached = load_baseline(runtime, key)

@@ -48,6 +48,9 @@ _HARNESS_MODULES = (
     "fixrunner_testmap",
 )
 TESTMAP_OPTION = "--fixrunner-testmap"
+# The runner's own additions to python_files are absolute paths of the tree's test files
+# that only unittest discovery finds (a test.py): test code, like test_*.py.
+_ADDED_TEST_FILES: set[str] = set()
 _PATH_EVENTS = frozenset(
     {
         "open",
@@ -168,6 +171,7 @@ def _is_test_file(rel: str) -> bool:
         or base.endswith("_test.py")
         or base == "conftest.py"
         or any(p in ("tests", "test", "testing") for p in parts[:-1])
+        or os.path.join(WORK, rel) in _ADDED_TEST_FILES
     )
 
 
@@ -271,6 +275,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest keeps the registered module; code that imports it anew fires an audit
     # "import" event (an alert) and finds its key already gone.
     sys.modules.pop(__name__, None)
+    _ADDED_TEST_FILES.update(str(p) for p in config.getini("python_files") if os.path.isabs(p))
     if config.getoption(TESTMAP_OPTION) and _STREAM is not None:
         import fixrunner_testmap  # type: ignore[import-not-found]  # beside this file
 
