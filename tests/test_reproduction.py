@@ -69,46 +69,6 @@ def test_a_module_that_fails_to_collect_is_not_evidence() -> None:
     assert not counts and "at collection (ImportError: cannot import name 'g')" in why
 
 
-PARSER_BEFORE = "def parse(text):\n    return text\n"
-PARSER_AFTER = PARSER_BEFORE + "\n\nclass Flags:\n    FROZEN = 1\n"
-
-
-def collect_error(message: str, sources: list[SourceChange]) -> tuple[bool, str]:
-    broken = TestResult(id="tests/test_x.py", outcome="error", message=message)
-    before = grade(JUnitReport(collection_errors=[broken]), 1)
-    after = grade(JUnitReport(tests=[TestResult(id=T, outcome="passed")]), 0)
-    ev = Evidence(
-        baseline=before, candidate=after, comparison=compare(before, after), sources=sources
-    )
-    return standing(ev)
-
-
-@pytest.mark.parametrize("path", ["tomlish/_parser.py", "src/tomlish/_parser.py"])
-def test_a_module_that_imports_what_the_candidate_adds_counts(path: str) -> None:
-    message = "ImportError: cannot import name 'Flags' from 'tomlish._parser' (/work/x.py)"
-    change = SourceChange(path=path, before=PARSER_BEFORE, after=PARSER_AFTER)
-    counts, why = collect_error(message, [change])
-    assert counts and "cannot import Flags from tomlish._parser on the baseline" in why
-
-
-def test_a_name_the_candidate_does_not_add_is_still_not_evidence() -> None:
-    message = "ImportError: cannot import name 'Other' from 'tomlish._parser' (/work/x.py)"
-    change = SourceChange(path="tomlish/_parser.py", before=PARSER_BEFORE, after=PARSER_AFTER)
-    counts, why = collect_error(message, [change])
-    assert not counts and "at collection" in why
-    already = SourceChange(path="tomlish/_parser.py", before=PARSER_AFTER, after=PARSER_AFTER)
-    message = message.replace("Other", "Flags")
-    assert not collect_error(message, [already])[0]
-
-
-def test_a_module_the_candidate_adds_counts_only_when_new() -> None:
-    message = "ModuleNotFoundError: No module named 'tomlish.flags'"
-    added = SourceChange(path="tomlish/flags.py", before=None, after="X = 1\n")
-    assert collect_error(message, [added])[0]
-    changed = SourceChange(path="tomlish/flags.py", before="X = 0\n", after="X = 1\n")
-    assert not collect_error(message, [changed])[0]
-
-
 def test_an_import_error_in_the_call_phase_is_not_evidence_without_a_report() -> None:
     ev = baseline(phase="call", exception_type="ModuleNotFoundError", assertion=False)
     counts, why = standing(with_test(ev, "    assert f() == 1\n"))

@@ -12,15 +12,13 @@ when it fails at set-up (a bug whose fix belongs in the tests, such as a missing
 
 from __future__ import annotations
 
-import ast
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from runner.core.asserts import test_checks_outcome, test_written
 from runner.models import Evidence, SourceChange, TestResult
 
-__all__ = ["Standing", "candidate_adds", "specified_errors", "standings"]
+__all__ = ["Standing", "specified_errors", "standings"]
 
 # A call-phase failure with one of these shows a missing name, not a wrong result.
 IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError"})
@@ -52,12 +50,6 @@ def standings(evidence: Evidence, reported: Iterable[str]) -> list[Standing]:
             module = test_id.split("::", 1)[0]
             broken = [c for c in evidence.baseline.collection_errors if c.id == module]
             got = _what_failed(broken[0]) if broken else ""
-            if added := candidate_adds(got, evidence.sources):
-                # the test imports what the fix creates: the same evidence as an
-                # AttributeError in the call phase, caught earlier by the import
-                why = f"cannot import {added} on the baseline, which the candidate adds"
-                out.append(Standing(test_id, True, f"{test_id} {why}"))
-                continue
             at = f"at collection ({got})" if got else "at collection"
             out.append(
                 Standing(test_id, False, f"{test_id} fails on the baseline {at}: not evidence")
@@ -154,60 +146,6 @@ def _own_standing(
             f"{test_id} fails on the baseline with an import error ({got}): not evidence",
         )
     return Standing(test_id, True, f"{test_id} fails with {raised or 'an error'} on the baseline")
-
-
-_CANNOT_IMPORT = re.compile(r"cannot import name '(\w+)' from '([\w.]+)'")
-_NO_MODULE = re.compile(r"No module named '([\w.]+)'")
-
-
-def candidate_adds(error: str, sources: Iterable[SourceChange]) -> str:
-    """What an import error misses that the candidate's source changes add; '' otherwise.
-
-    ``cannot import name 'X' from 'pkg.mod'``: X defined at the top of pkg/mod.py (or its
-    package's ``__init__.py``) after the change and not before. ``No module named
-    'pkg.mod'``: a module file the change adds.
-    """
-    changes = list(sources)
-    if match := _CANNOT_IMPORT.search(error):
-        name, module = match.groups()
-        for change in _module_files(module, changes):
-            if name in _top_names(change.after) and name not in _top_names(change.before):
-                return f"{name} from {module}"
-    elif match := _NO_MODULE.search(error):
-        module = match.group(1)
-        if any(c.before is None for c in _module_files(module, changes)):
-            return f"module {module}"
-    return ""
-
-
-def _module_files(module: str, changes: list[SourceChange]) -> list[SourceChange]:
-    stem = module.replace(".", "/")
-    ends = (f"{stem}.py", f"{stem}/__init__.py")
-    return [
-        c
-        for c in changes
-        if c.after is not None and any(c.path == e or c.path.endswith(f"/{e}") for e in ends)
-    ]
-
-
-def _top_names(text: str | None) -> set[str]:
-    """Names a module binds at its top level (defs, classes, assignments, imports)."""
-    if not text:
-        return set()
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError):
-        return set()
-    names: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(node.name)
-        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
-        elif isinstance(node, ast.Import | ast.ImportFrom):
-            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
-    return names
 
 
 def _what_failed(result: TestResult) -> str:
