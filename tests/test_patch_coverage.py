@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import sys
 from pathlib import Path
@@ -114,3 +115,37 @@ def test_the_tracer_records_only_the_named_files_per_interval(tmp_path: Path) ->
         sys.path.remove(str(tmp_path))
         sys.modules.pop("traced", None)
         sys.modules.pop("other", None)
+
+
+def test_the_tracer_allocates_nothing_a_leak_test_would_count(tmp_path: Path) -> None:
+    # A leak test (sortedcontainers' test_ref_counts) compares len(gc.get_objects())
+    # before and after: the traced re-run must see the same count as an untraced one.
+    spec = importlib.util.spec_from_file_location(
+        "trace_gc_under_test", HARNESS_SOURCE / "fixrunner_trace.py"
+    )
+    assert spec is not None and spec.loader is not None
+    tracing = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tracing)
+    (tmp_path / "leaky.py").write_text("def f(x):\n    y = x + 1\n    return y\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import leaky  # type: ignore[import-not-found]
+
+        tracer = tracing.LineTracer(str(tmp_path), ["leaky.py"])
+        tracer.start()
+        try:
+            leaky.f(1)  # the file's first call makes its tracer and line set, once
+            tracer.take()
+            gc.collect()
+            before = len(gc.get_objects())
+            for n in range(50):
+                leaky.f(n)
+            after = len(gc.get_objects())
+            taken = tracer.take()
+        finally:
+            tracer.stop()
+        assert after == before
+        assert taken == {"leaky.py": [1, 2, 3]}
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("leaky", None)
