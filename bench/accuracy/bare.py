@@ -99,7 +99,9 @@ def bare_image(state: Path, python: str = "3.11") -> str:
         "RUN python3 -m venv /opt/bare && "
         "/opt/bare/bin/pip install -q --no-index --find-links /wheels /wheels/*.whl\n"
     )
-    built = _run(["docker", "build", "-q", "--network", "none", "-t", image, str(wheels)])
+    built = _run(
+        ["docker", "build", "-q", "--force-rm", "--network", "none", "-t", image, str(wheels)]
+    )
     if built.returncode != 0:
         raise RuntimeError(f"building {image} failed: {built.stderr[-2000:]}")
     return image
