@@ -6,10 +6,16 @@ the pipeline's repeat, end to end with the real engine, is at the end of the fil
 
 from __future__ import annotations
 
+import docker
+import pytest
+from conftest import TEST_INSTANCE, make_settings
+from test_pipeline import Content, Project, checks, failed, validated
 from test_policy import check, evidence, suite
 
 from runner.core.suite import apply_reruns, apply_suite_repeat, compare, repeat_reason
-from runner.models import Comparison, SuiteRun
+from runner.environments.images import BaseImage
+from runner.models import Comparison, FixJob, SuiteRun, Verdict
+from runner.verify.pipeline import Progress, Runtime, new_job_id, verify
 
 BEFORE = suite(test_bug="failed", test_ok="passed", test_other="passed")
 AFTER = suite(test_bug="passed", test_ok="failed", test_other="passed")
@@ -104,3 +110,126 @@ def test_no_regressions_says_what_the_repeat_showed() -> None:
     flipped = apply_suite_repeat(suspected(), suite(test_bug="passed", test_ok="passed"), BEFORE)
     passed, detail = check(evidence(BEFORE, AFTER, comparison=flipped), "no_regressions")
     assert passed and "test_ok failed only in the suite and were filed flaky" in detail
+
+
+# --------------------------------------------------------------------------- end to end
+
+CALC = "def add(a, b):\n    return a - b\n"
+REGISTRY = '''\
+def register(name, names=None):
+    """The names registered so far in ``names`` (a new list unless given)."""
+    names = [] if names is None else names
+    names.append(name)
+    return names
+'''
+CACHE = '''\
+import pathlib
+
+WARM_UP = False
+
+
+def ready():
+    """Whether the cache is usable: with WARM_UP, only once its marker exists."""
+    marker = pathlib.Path(__file__).resolve().parent.parent / ".warm"
+    return not WARM_UP or marker.exists()
+'''
+PROJECT: dict[str, Content] = {
+    "app/__init__.py": "",
+    "app/calc.py": CALC,
+    "app/registry.py": REGISTRY,
+    "app/cache.py": CACHE,
+    "tests/test_cache.py": "from app.cache import ready\n\n\ndef test_ready():\n"
+    "    assert ready()\n",
+    # test_first runs before test_second in the suite (pytest's file order)
+    "tests/test_first.py": "from app.registry import register\n\n\ndef test_register():\n"
+    "    assert register('a') == ['a']\n",
+    "tests/test_second.py": "from app.registry import register\n\n\ndef test_fresh():\n"
+    "    assert register('b') == ['b']\n",
+    "requirements-test.txt": "pytest==8.3.5\nflake8==7.1.2\n",
+    ".flake8": "[flake8]\nmax-line-length = 100\n",
+}
+FIX: dict[str, Content] = {
+    "app/calc.py": "def add(a, b):\n    return a + b\n",
+    "tests/test_calc.py": "from app.calc import add\n\n\ndef test_add():\n"
+    "    assert add(2, 3) == 5\n",
+}
+# a mutable default: every call without ``names`` shares one list across the suite
+LEAKY = REGISTRY.replace("names=None", "names=[]").replace(
+    "    names = [] if names is None else names\n", ""
+)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    root = tmp_path_factory.mktemp("repeat")
+    return Project.create(root, "repeat", PROJECT, "add() subtracts")
+
+
+@pytest.fixture(scope="module")
+def runtime(
+    tmp_path_factory: pytest.TempPathFactory,
+    base_image: BaseImage,
+    docker_client: docker.DockerClient,
+) -> Runtime:
+    state = tmp_path_factory.mktemp("state")
+    return Runtime.start(make_settings(state, f"{TEST_INSTANCE}-suite-repeat"))
+
+
+def verify_with(runtime: Runtime, project: Project, patch: str, progress: Progress) -> Verdict:
+    job = FixJob(patch=patch, repo=str(project.repo), job_id=new_job_id())
+    return validated(verify(job, runtime, progress), runtime)
+
+
+@pytest.mark.docker
+def test_a_leak_the_candidate_adds_fails_again_in_the_repeat_and_is_rejected(
+    runtime: Runtime, project: Project
+) -> None:
+    # test_second fails after test_first in the suite and passes alone in its module: the
+    # whole suite runs once more in each tree, fails it again, and the baseline's passes.
+    lines: list[tuple[str, str]] = []
+    patch = project.diff({**FIX, "app/registry.py": LEAKY})
+    verdict = verify_with(runtime, project, patch, lambda p, m: lines.append((p, m)))
+    assert verdict.status == "rejected", verdict.summary
+    assert failed(verdict) == {"no_regressions"}, verdict.summary
+    broken = "tests/test_second.py::test_fresh"
+    assert verdict.tests.pass_to_fail == [broken] and verdict.tests.flaky == []
+    repeat = verdict.tests.suite_repeat
+    assert repeat is not None and repeat.tests == [broken] and repeat.confirmed == [broken]
+    assert not repeat.baseline_cached
+    detail = checks(verdict)["no_regressions"].detail
+    assert f"{broken} failed in the suite and passed when re-run in their module" in detail
+    assert "failed again when the whole suite ran once more" in detail
+    assert "order-dependent" in detail
+    message = "re-running the whole suite in both trees: 1 test(s) failed only in the suite"
+    assert ("repeat", message) in lines
+
+
+@pytest.mark.docker
+def test_a_test_that_fails_only_in_the_first_suite_run_is_flaky_and_verified(
+    runtime: Runtime, project: Project
+) -> None:
+    # With the candidate, test_ready needs a marker that appears only after the first
+    # suite run (the host writes it into the candidate's tree once the runs are compared):
+    # an outside world that changes between runs, like a timing race, but deterministic.
+    def progress(phase: str, message: str) -> None:
+        lines.append((phase, message))
+        if phase == "compare":
+            tree = runtime.jobs_dir / job_id / "trees" / "candidate"
+            (tree / ".warm").write_text("", encoding="utf-8")
+
+    lines: list[tuple[str, str]] = []
+    job_id = new_job_id()
+    patch = project.diff({**FIX, "app/cache.py": CACHE.replace("= False", "= True")})
+    job = FixJob(patch=patch, repo=str(project.repo), job_id=job_id)
+    verdict = validated(verify(job, runtime, progress), runtime)
+    assert verdict.status == "verified", verdict.summary
+    warm = "tests/test_cache.py::test_ready"
+    assert verdict.tests.fail_to_pass == ["tests/test_calc.py::test_add"]
+    assert verdict.tests.flaky == [warm] and verdict.tests.pass_to_fail == []
+    repeat = verdict.tests.suite_repeat
+    assert repeat is not None and repeat.tests == [warm] and repeat.confirmed == []
+    assert "passed in the candidate's repeat of the suite" in repeat.reasons[warm]
+    assert (
+        "filed flaky after a repeat of the whole suite" in checks(verdict)["no_regressions"].detail
+    )
+    assert any(p == "repeat" and "1 test(s) failed only in the suite" in m for p, m in lines)
