@@ -8,6 +8,7 @@ from runner.models import (
     Comparison,
     Outcome,
     RunCounts,
+    SuiteRepeat,
     SuiteRun,
     TestSummary,
 )
@@ -66,7 +67,8 @@ def compare(baseline: SuiteRun, candidate: SuiteRun) -> Comparison:
     :func:`pair_unstable`), so an unstable parametrize id is one test, not two.
     """
     candidate = pair_unstable(baseline, candidate)
-    out: dict[str, list[str]] = {k: [] for k in Comparison.model_fields if k != "flaky"}
+    lists = (k for k in Comparison.model_fields if k not in ("flaky", "suite_repeat"))
+    out: dict[str, list[str]] = {k: [] for k in lists}
     for test_id in sorted(set(baseline.tests) | set(candidate.tests)):
         before, after = _state(baseline, test_id), _state(candidate, test_id)
         if test_id not in baseline.tests:
@@ -93,7 +95,7 @@ def compare(baseline: SuiteRun, candidate: SuiteRun) -> Comparison:
         out["still_failing"] = sorted({*out["still_failing"], *fixed})
         out["changed"] = [t for t in out["changed"] if t not in fixed]
         out["fail_to_pass"] = []
-    return Comparison(**out)
+    return Comparison.model_validate(out)
 
 
 _CHANGES = ("fail_to_pass", "pass_to_fail", "fail_to_skip")
@@ -203,6 +205,84 @@ def apply_reruns(
     return Comparison(**data)
 
 
+def repeat_reason(comparison: Comparison) -> str:
+    """Why the whole suite runs again, for the progress line; empty when it need not."""
+    count = len(comparison.order_dependent)
+    return f"{count} test(s) failed only in the suite" if count else ""
+
+
+def apply_suite_repeat(
+    comparison: Comparison,
+    candidate_repeat: SuiteRun,
+    baseline_repeat: SuiteRun | None,
+    *,
+    baseline_cached: bool = False,
+    positions: dict[str, str] | None = None,
+) -> Comparison:
+    """Decide the ``order_dependent`` regressions by a repeat of the whole suite in each tree.
+
+    Their module re-runs are not the conditions they failed under; the suite is. One that
+    passes in the candidate's repeat flipped under the same conditions: flaky. One that
+    fails there again and also fails in the baseline's repeat is not the candidate's doing:
+    flaky. One that fails again and passes in the baseline's repeat is a confirmed
+    order-dependent regression. A repeat that is invalid or lacks the test shows nothing:
+    the regression stands. ``positions`` (id -> function#position) finds unstable ids.
+    """
+    suspects = comparison.order_dependent
+    if not suspects:
+        return comparison
+    flaky, reasons, confirmed = set(comparison.flaky), {}, []
+    for test_id in suspects:
+        key = (positions or {}).get(test_id)
+        after = _repeat_state(candidate_repeat, test_id, key)
+        before = _repeat_state(baseline_repeat, test_id, key)
+        is_flaky, reason = _decide_repeat(after, before, candidate_repeat.invalid_reason)
+        if is_flaky:
+            flaky.add(test_id)
+        elif after == "failing" and before in ("passing", "skipped"):
+            confirmed.append(test_id)
+        reasons[test_id] = reason
+    data = comparison.model_dump()
+    for name in _CHANGES:
+        data[name] = [t for t in data[name] if t not in flaky]
+    data["flaky"] = sorted(flaky)
+    data["order_dependent"] = [t for t in suspects if t not in flaky]
+    data["suite_repeat"] = SuiteRepeat(
+        tests=list(suspects), confirmed=confirmed, baseline_cached=baseline_cached, reasons=reasons
+    )
+    return Comparison(**data)
+
+
+_KEPT = ": kept as an order-dependent regression"
+
+
+def _decide_repeat(after: str, before: str, invalid_reason: str | None) -> tuple[bool, str]:
+    """Whether a suspect is flaky, and why, from its state in each tree's repeat."""
+    if after == "invalid":
+        why = f" ({invalid_reason})" if invalid_reason else ""
+        return False, f"the candidate's repeat of the suite was invalid{why}" + _KEPT
+    if after == "absent":
+        return False, "not found in the candidate's repeat of the suite" + _KEPT
+    if after == "passing":
+        return True, (
+            "passed in the candidate's repeat of the suite: it flipped under the conditions "
+            "it failed under (flaky)"
+        )
+    again = "failed again in the candidate's repeat of the suite"
+    if before == "failing":
+        return True, f"{again} and in the baseline's too: not the candidate's doing (flaky)"
+    if before in ("invalid", "absent"):
+        return False, f"{again}; the baseline's repeat gave no answer" + _KEPT
+    return False, f"{again} and passed in the baseline's: an order-dependent regression"
+
+
+def _repeat_state(run: SuiteRun | None, test_id: str, key: str | None) -> str:
+    """passing | skipped | failing | absent in a repeat, or invalid (no run, or no record)."""
+    if run is None or not run.valid:
+        return "invalid"
+    return _state(run, resolve_id(run, test_id, key))
+
+
 def resolve_id(run: SuiteRun, test_id: str, key: str | None) -> str:
     """``test_id`` as ``run`` named it: itself, or the id at the same function and position."""
     if test_id in run.tests or key is None:
@@ -254,6 +334,7 @@ def test_summary(
         added=comp.added,
         removed=comp.removed,
         pass_to_pass=len(comp.pass_to_pass),
+        suite_repeat=comp.suite_repeat,
     )
 
 

@@ -281,19 +281,34 @@ def _no_regressions(evidence: Evidence) -> Check:
         problems.append(
             f"{len(comp.pass_to_fail)} passing test(s) broke: {_ids(comp.pass_to_fail)}"
         )
-    if comp.order_dependent:
+    repeat = comp.suite_repeat
+    confirmed = [t for t in comp.order_dependent if repeat is not None and t in repeat.confirmed]
+    unconfirmed = [t for t in comp.order_dependent if t not in confirmed]
+    if confirmed:
         problems.append(
-            f"{_ids(comp.order_dependent)} failed in the suite and passed when re-run in "
-            "their module: state another test leaves behind (order-dependent), not flaky "
-            "on the baseline"
+            f"{_ids(confirmed)} failed in the suite and passed when re-run in their module, "
+            "failed again when the whole suite ran once more and passed in the baseline's "
+            "repeat: state another test leaves behind (order-dependent)"
+        )
+    if unconfirmed:
+        unanswered = "; the repeat of the whole suite gave no answer" if repeat else ""
+        problems.append(
+            f"{_ids(unconfirmed)} failed in the suite and passed when re-run in their "
+            f"module{unanswered}: state another test leaves behind (order-dependent), not "
+            "flaky on the baseline"
         )
     if comp.new_collection_errors:
         problems.append(f"new collection errors in {_ids(comp.new_collection_errors)}")
     if problems:
         return Check(name="no_regressions", passed=False, detail="; ".join(problems))
-    return Check(
-        name="no_regressions", passed=True, detail=f"{len(comp.pass_to_pass)} test(s) still pass"
-    )
+    detail = f"{len(comp.pass_to_pass)} test(s) still pass"
+    if comp.suite_repeat is not None:
+        flipped = [t for t in comp.suite_repeat.tests if t in comp.flaky]
+        detail += (
+            f"; {_ids(flipped)} failed only in the suite and were filed flaky after a "
+            "repeat of the whole suite in each tree"
+        )
+    return Check(name="no_regressions", passed=True, detail=detail)
 
 
 def _lint(evidence: Evidence) -> Check:

@@ -4,7 +4,14 @@ A facade over the modules that own each part; see ``runner.core.junit`` for how 
 are read and ``runner.core.harnessresults`` for the runner's own record of outcomes.
 """
 
-from runner.core.comparison import apply_reruns, compare, rerun_selection, test_summary
+from runner.core.comparison import (
+    apply_reruns,
+    apply_suite_repeat,
+    compare,
+    repeat_reason,
+    rerun_selection,
+    test_summary,
+)
 from runner.core.grading import grade
 from runner.core.junit import PYTEST_JUNIT_ARGS, parse_junit
 from runner.core.lint import (
@@ -20,12 +27,14 @@ __all__ = [
     "FLAKE8_FORMAT",
     "PYTEST_JUNIT_ARGS",
     "apply_reruns",
+    "apply_suite_repeat",
     "compare",
     "grade",
     "is_blocking",
     "lint_diff",
     "parse_flake8",
     "parse_junit",
+    "repeat_reason",
     "rerun_selection",
     "test_summary",
 ]

@@ -37,6 +37,7 @@ from runner.models.results import (
     LintSummary,
     Outcome,
     RunCounts,
+    SuiteRepeat,
     SuiteRun,
     TestResult,
 )
@@ -119,6 +120,7 @@ __all__ = [
     "RunSpec",
     "SourceChange",
     "Status",
+    "SuiteRepeat",
     "SuiteRun",
     "SyntaxLocation",
     "TestResult",

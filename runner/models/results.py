@@ -136,6 +136,28 @@ class SuiteRun(Model):
     )
 
 
+class SuiteRepeat(Model):
+    """The whole suite run once more in each tree, for regressions seen only in the suite."""
+
+    tests: list[str] = Field(
+        default_factory=list,
+        description="Regressions that failed in the suite and passed in every re-run of their "
+        "module: why the suite ran again (the conditions they failed under).",
+    )
+    confirmed: list[str] = Field(
+        default_factory=list,
+        description="Failed again in the candidate's repeat and passed in the baseline's: "
+        "order-dependent regressions of the candidate.",
+    )
+    baseline_cached: bool = Field(
+        default=False, description="The baseline's repeat came from the cache, not a new run."
+    )
+    reasons: dict[str, str] = Field(
+        default_factory=dict,
+        description="Test id -> what the two repeats showed and how the test was filed.",
+    )
+
+
 class Comparison(Model):
     """Baseline vs candidate, test by test (sorted id lists)."""
 
@@ -168,6 +190,11 @@ class Comparison(Model):
     not_rerun: list[str] = Field(
         default_factory=list,
         description="Changed ids a re-run could not find: kept as first seen, never flaky.",
+    )
+    suite_repeat: SuiteRepeat | None = Field(
+        default=None,
+        description="The repeat of the whole suite that decided the order-dependent "
+        "candidates; None when none was needed.",
     )
 
 

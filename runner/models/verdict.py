@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from runner.models.base import Model
-from runner.models.results import LintSummary, RunCounts
+from runner.models.results import LintSummary, RunCounts, SuiteRepeat
 from runner.models.run import Limits
 
 # 1.1: repro (with its `problem` field) and `host`, added after 1.0; additive only.
@@ -56,6 +56,12 @@ class TestSummary(Model):
     added: list[str] = Field(default_factory=list)
     removed: list[str] = Field(default_factory=list)
     pass_to_pass: int = Field(default=0, description="How many tests passed before and after.")
+    suite_repeat: SuiteRepeat | None = Field(
+        default=None,
+        description="Regressions that failed only in the whole suite (passing in their "
+        "module) were decided by running the suite once more in each tree: which, and what "
+        "the repeats showed (additive, 1.2); None when none was needed.",
+    )
 
 
 class FileCoverage(Model):

@@ -64,6 +64,19 @@ def store_reruns(runtime: Runtime, key: str, runs: list[SuiteRun]) -> None:
     store_text(runtime, f"{key}.reruns.json", _SUITE_RUNS.dump_json(runs).decode())
 
 
+def load_repeat(runtime: Runtime, key: str) -> SuiteRun | None:
+    """The baseline suite's repeat under baseline key ``key``, when one was run before."""
+    text = load_text(runtime, f"{key}.repeat.json")
+    try:
+        return SuiteRun.model_validate_json(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def store_repeat(runtime: Runtime, key: str, run: SuiteRun) -> None:
+    store_text(runtime, f"{key}.repeat.json", run.model_dump_json())
+
+
 def lint_key(tree: str, env_id: str, options: list[str], files: list[str]) -> str:
     material = json.dumps(["flake8", tree, env_id, options, files])
     return hashlib.sha256(material.encode()).hexdigest()

@@ -11,7 +11,7 @@ import structlog
 
 from runner.core.comparison import FIX_MODULE_RERUN_MAX
 from runner.core.paths import is_test_path
-from runner.core.suite import apply_reruns, rerun_selection
+from runner.core.suite import apply_reruns, apply_suite_repeat, repeat_reason, rerun_selection
 from runner.errors import (
     SandboxError,
 )
@@ -20,13 +20,16 @@ from runner.models import (
     SuiteRun,
 )
 from runner.verify.caches import (
+    load_repeat,
     load_reruns,
     rerun_key,
+    store_repeat,
     store_reruns,
 )
 from runner.verify.job import Job
 from runner.verify.runs import (
     rerun,
+    run_pytest,
 )
 from runner.verify.runtime import Runtime
 
@@ -140,7 +143,59 @@ def run_reruns(
                 candidate_runs = c.result()
     assert baseline_runs is not None and candidate_runs is not None
     record_lines(state, candidate_runs)
-    return apply_reruns(comparison, baseline_runs, candidate_runs, baseline, candidate)
+    comparison = apply_reruns(comparison, baseline_runs, candidate_runs, baseline, candidate)
+    return repeat_suite(state, runtime, key, trees, command, comparison, cancel, runs)
+
+
+def repeat_suite(
+    state: Job,
+    runtime: Runtime,
+    key: str,
+    trees: tuple[Path, Path],
+    command: list[str],
+    comparison: Comparison,
+    cancel: threading.Event | None,
+    runs: tuple[SuiteRun, SuiteRun],
+) -> Comparison:
+    """Run the whole suite once more in each tree when regressions failed only in it.
+
+    At most one repeat per tree, and only for a non-empty ``order_dependent`` set; the
+    baseline's repeat is cached beside its run. Same command, sandbox and deadlines as
+    the suite runs (the candidate's learned one included).
+    """
+    reason = repeat_reason(comparison)
+    if not reason or (cancel is not None and cancel.is_set()):
+        return comparison
+    baseline_dir, candidate_dir = trees
+    baseline_repeat = load_repeat(runtime, key)
+    cached = baseline_repeat is not None
+    where = "the candidate's tree; the baseline's repeat is cached" if cached else "both trees"
+    with (
+        state.phase("repeat", f"re-running the whole suite in {where}: {reason}"),
+        ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"repeat-{state.job_id}") as pool,
+    ):
+        b = None
+        if baseline_repeat is None:
+            b = pool.submit(
+                run_pytest, state, runtime, baseline_dir, "baseline-repeat", command, cancel
+            )
+        c = pool.submit(
+            run_pytest, state, runtime, candidate_dir, "candidate-repeat", command, cancel
+        )
+        candidate_repeat = c.result()
+        if b is not None:
+            baseline_repeat = b.result()
+            if baseline_repeat.valid:
+                store_repeat(runtime, key, baseline_repeat)
+    baseline, candidate = runs
+    log.info("reruns.suite_repeat", tests=comparison.order_dependent, baseline_cached=cached)
+    return apply_suite_repeat(
+        comparison,
+        candidate_repeat,
+        baseline_repeat,
+        baseline_cached=cached,
+        positions={**candidate.positions, **baseline.positions},
+    )
 
 
 def selection(changed: list[str], baseline: SuiteRun, candidate: SuiteRun) -> list[str]:
