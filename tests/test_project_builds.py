@@ -112,8 +112,9 @@ def test_computed_setup_py_extras_come_from_backend_metadata(
                     EXTRAS["tests_base"].append("six==1.16.0")
                 EXTRAS["tests"] = EXTRAS["tests_base"] + ["computed[speed]"]
                 EXTRAS["speed"] = ["tomli==2.0.1"]
+                NAME = "computed"  # only the build backend knows it: the name is not a literal
                 setup(
-                    name="computed",
+                    name=NAME,
                     version="1.0",
                     packages=["computed"],
                     extras_require=EXTRAS,
@@ -135,6 +136,7 @@ def test_computed_setup_py_extras_come_from_backend_metadata(
         "2.0.1",
     )
     assert image.environment.origins["six==1.16.0"] == "build backend metadata (PEP 517)"
+    assert image.environment.project_name == "computed"
     code, output = run_in(
         docker_client, env_settings, image.tag, repo, ["python", "-m", "pytest", "-q"]
     )

@@ -107,6 +107,7 @@ def with_backend_metadata(
         return plan.model_copy(update={"metadata_extras": None, "notes": [*plan.notes, note]})
     lines = requirements_from_metadata(text, wanted, base.python)
     label = "build backend metadata (PEP 517)"
+    named = email.parser.Parser().parsestr(text).get("Name", "") or plan.project_name
     requirements = dedupe([*plan.requirements, *lines])
     origins = {**{line: label for line in lines}, **plan.origins}
     return plan.model_copy(
@@ -114,6 +115,7 @@ def with_backend_metadata(
             "requirements": requirements,
             "origins": {line: origins[line] for line in requirements if line in origins},
             "metadata_extras": None,
+            "project_name": named,
         }
     )
 

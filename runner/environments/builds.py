@@ -58,7 +58,7 @@ from runner.sandbox.labels import (
 log = structlog.get_logger(__name__)
 
 # Bumped whenever the build recipe below changes what an image contains.
-ENV_FORMAT = "2"
+ENV_FORMAT = "3"
 # What the chooser reads of a file: version declarations sit near the top.
 EVIDENCE_MAX_BYTES = 256 * 1024
 EVIDENCE_MAX_WORKFLOWS = 50

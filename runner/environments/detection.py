@@ -18,7 +18,12 @@ from runner.config import Settings
 from runner.environments.declarations import declarations, requirement_files_below
 from runner.environments.locks import from_lock
 from runner.environments.plans import TEST_GROUPS, InstallPlan
-from runner.environments.project import project_info, project_requirements, setup_cfg_extras
+from runner.environments.project import (
+    project_info,
+    project_name,
+    project_requirements,
+    setup_cfg_extras,
+)
 from runner.environments.requirements import (
     ParsedRequirements,
     dedupe,
@@ -81,6 +86,7 @@ def detect(checkout: Path, settings: Settings, repo_key: str = "") -> InstallPla
     if override is not None:
         pth += [f"/work/{p.strip('/')}" for p in override.python_path if inside(root, root / p)]
     updates["pth_paths"] = dedupe(pth)
+    updates["project_name"] = project_name(root, pyproject)
     updates["files"] = dedupe(plan.files + project.files)
     updates["notes"] = plan.notes + project.notes
     return plan.model_copy(update=updates)

@@ -236,7 +236,7 @@ class EnvBuild:
         # pytest) arrives as a released wheel; a .pth line comes after site-packages, so
         # that release, not the tree under test, would be imported.
         root = self.checkout.resolve()
-        name = project_name(root, read_toml(root, root / "pyproject.toml"))
+        name = self.env.project_name or project_name(root, read_toml(root, root / "pyproject.toml"))
         if not name:
             return
         py = f"{VENV}/bin/python"

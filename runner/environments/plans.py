@@ -33,6 +33,11 @@ class InstallPlan(Model):
     pth_paths: list[str] = Field(
         default_factory=list, description="In-container dirs put on sys.path by a .pth file."
     )
+    project_name: str = Field(
+        default="",
+        description="The project's distribution name: static files, else the build backend's "
+        "metadata; empty when unknown.",
+    )
     notes: list[str] = Field(default_factory=list, description="What detection skipped and why.")
     origins: dict[str, str] = Field(
         default_factory=dict, description="Per requirement line: the file or section it came from."
@@ -62,6 +67,7 @@ class ResolvedEnvironment(Model):
     )
     install_project: bool = Field(default=False, description="Project installed editable.")
     pth_paths: list[str] = Field(default_factory=list, description="Dirs on sys.path via .pth.")
+    project_name: str = Field(default="", description="The project's distribution name.")
     files: list[str] = Field(default_factory=list, description="Repository files read.")
     notes: list[str] = Field(default_factory=list, description="Caveats worth reporting.")
     origins: dict[str, str] = Field(

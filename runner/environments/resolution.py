@@ -24,7 +24,7 @@ from runner.errors import ResolutionError
 log = structlog.get_logger(__name__)
 
 # Bumped when the resolver's inputs or output format change, so caches start afresh.
-RESOLVER_FORMAT = "2"
+RESOLVER_FORMAT = "3"
 # The platform of the default base image: Debian bookworm, glibc 2.36, x86_64. Another
 # base passes its own glibc level (bullseye 2_31, trixie 2_40).
 DEFAULT_MANYLINUX = "2_36"
@@ -94,6 +94,7 @@ def resolve(
         tool_sources=tool_sources,
         install_project=install_project,
         pth_paths=plan.pth_paths,
+        project_name=plan.project_name,
         files=plan.files,
         notes=notes,
         origins=plan.origins,
