@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ from runner.errors import JobInputError, RunnerError, UsageError
 
 if TYPE_CHECKING:
     from runner.models import FixJob, Verdict
-    from runner.verify.pipeline import Runtime
+    from runner.verify.pipeline import Progress, Runtime
 
 
 def _verify_parser() -> argparse.ArgumentParser:
@@ -164,7 +163,7 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
 
     with PhaseProgress(stderr.console) as progress:
         verdict = _interruptible(
-            lambda cancel: verify(job, runtime, progress, cancel), runtime, job
+            lambda cancel: verify(job, runtime, _until(progress, cancel), cancel), runtime, job
         )
     if args.output:
         # its folder may not exist yet: check_writable accepted the nearest existing one
@@ -183,15 +182,17 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
     return exit_code(verdict.status, args.fail_on)
 
 
-# After Ctrl-C, how long the job may take to stop its containers itself before the
-# remaining ones are removed by label.
-STOP_GRACE_S = 1.0
+# After Ctrl-C or SIGTERM, how long the cancelled job may take to stop itself: each
+# sandbox kills its container within a fraction of a second and removes it, which under
+# load takes a few seconds. What is left after that is removed by label.
+STOP_GRACE_S = 30.0
 
 
 def _interruptible(
     work: Callable[[threading.Event], Verdict], runtime: Runtime, job: FixJob
 ) -> Verdict:
-    """Run the job in a thread; Ctrl-C cancels it and removes its containers, then re-raises."""
+    """Run the job in a thread; Ctrl-C or SIGTERM cancels it, waits for it to stop and remove
+    its containers, removes any left by label, then re-raises."""
     terminate_as_interrupt()
     cancel = threading.Event()
     box: dict[str, Verdict | BaseException] = {}
@@ -202,7 +203,7 @@ def _interruptible(
         except BaseException as exc:  # handed to the main thread, which raises it
             box["error"] = exc
 
-    # daemon: after Ctrl-C the process exits without waiting for a slow engine call
+    # daemon: a job that does not stop within the grace (a hung engine) does not hold the exit
     worker = threading.Thread(target=target, name=f"job-{job.job_id}", daemon=True)
     worker.start()
     try:
@@ -210,7 +211,7 @@ def _interruptible(
             worker.join(0.2)
     except KeyboardInterrupt:
         cancel.set()
-        worker.join(STOP_GRACE_S)
+        _wait_stopped(worker)
         _remove_job_containers(runtime, str(job.job_id))
         raise
     outcome = box.get("verdict", box.get("error"))
@@ -222,20 +223,36 @@ def _interruptible(
     return outcome
 
 
+def _wait_stopped(worker: threading.Thread) -> None:
+    """Wait up to STOP_GRACE_S for the cancelled job to end; another signal ends the wait."""
+    import signal
+    import time
+
+    hurry = threading.Event()
+    # Left in place: a further Ctrl-C while the command exits must not print a traceback.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, lambda signum, frame: hurry.set())
+    end = time.monotonic() + STOP_GRACE_S
+    while worker.is_alive() and not hurry.is_set() and time.monotonic() < end:
+        worker.join(0.1)
+
+
+def _until(progress: Callable[[str, str], None], cancel: threading.Event) -> Progress:
+    """The job's progress lines until it is cancelled: the command's last line is its own."""
+
+    def emit(phase: str, message: str) -> None:
+        if not cancel.is_set():
+            progress(phase, message)
+
+    return emit
+
+
 def _remove_job_containers(runtime: Runtime, job_id: str) -> None:
-    """Remove what the interrupted job still runs: its containers, by owner and job label."""
-    import docker.errors
-    import requests
+    """Remove what the interrupted job still has: its containers, by owner and job label."""
+    from runner.sandbox.engine import remove_job_containers
 
-    from runner.sandbox.labels import LABEL_JOB, LABEL_OWNER
-
-    labels = [f"{LABEL_OWNER}={runtime.settings.engine.instance}", f"{LABEL_JOB}={job_id}"]
-    with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
-        for container in runtime.client.containers.list(
-            all=True, ignore_removed=True, filters={"label": labels}
-        ):
-            with contextlib.suppress(docker.errors.APIError):
-                container.remove(force=True, v=True)
+    remove_job_containers(runtime.client, runtime.settings.engine.instance, job_id)
 
 
 def exit_code(status: str, fail_on: str = "rejected") -> int:
