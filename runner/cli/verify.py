@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,13 +16,12 @@ from runner.cli.common import (
     run_command,
     set_job_folder,
     stderr,
-    terminate_as_interrupt,
 )
+from runner.cli.interrupt import interruptible, until_cancelled
 from runner.errors import JobInputError, RunnerError, UsageError
 
 if TYPE_CHECKING:
-    from runner.models import FixJob, Verdict
-    from runner.verify.pipeline import Progress, Runtime
+    from runner.models import Verdict
 
 
 def _verify_parser() -> argparse.ArgumentParser:
@@ -162,8 +160,10 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
     set_job_folder(runtime.jobs_dir / str(job.job_id))
 
     with PhaseProgress(stderr.console) as progress:
-        verdict = _interruptible(
-            lambda cancel: verify(job, runtime, _until(progress, cancel), cancel), runtime, job
+        verdict = interruptible(
+            lambda cancel: verify(job, runtime, until_cancelled(progress, cancel), cancel),
+            runtime,
+            job,
         )
     if args.output:
         # its folder may not exist yet: check_writable accepted the nearest existing one
@@ -180,79 +180,6 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
         render_text(verdict, console)
         console.print(plain(f"job {verdict.job_id}: {job_folder}"), style="dim", soft_wrap=True)
     return exit_code(verdict.status, args.fail_on)
-
-
-# After Ctrl-C or SIGTERM, how long the cancelled job may take to stop itself: each
-# sandbox kills its container within a fraction of a second and removes it, which under
-# load takes a few seconds. What is left after that is removed by label.
-STOP_GRACE_S = 30.0
-
-
-def _interruptible(
-    work: Callable[[threading.Event], Verdict], runtime: Runtime, job: FixJob
-) -> Verdict:
-    """Run the job in a thread; Ctrl-C or SIGTERM cancels it, waits for it to stop and remove
-    its containers, removes any left by label, then re-raises."""
-    terminate_as_interrupt()
-    cancel = threading.Event()
-    box: dict[str, Verdict | BaseException] = {}
-
-    def target() -> None:
-        try:
-            box["verdict"] = work(cancel)
-        except BaseException as exc:  # handed to the main thread, which raises it
-            box["error"] = exc
-
-    # daemon: a job that does not stop within the grace (a hung engine) does not hold the exit
-    worker = threading.Thread(target=target, name=f"job-{job.job_id}", daemon=True)
-    worker.start()
-    try:
-        while worker.is_alive():
-            worker.join(0.2)
-    except KeyboardInterrupt:
-        cancel.set()
-        _wait_stopped(worker)
-        _remove_job_containers(runtime, str(job.job_id))
-        raise
-    outcome = box.get("verdict", box.get("error"))
-    if isinstance(outcome, BaseException):
-        raise outcome
-    from runner.models import Verdict
-
-    assert isinstance(outcome, Verdict)
-    return outcome
-
-
-def _wait_stopped(worker: threading.Thread) -> None:
-    """Wait up to STOP_GRACE_S for the cancelled job to end; another signal ends the wait."""
-    import signal
-    import time
-
-    hurry = threading.Event()
-    # Left in place: a further Ctrl-C while the command exits must not print a traceback.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(signum) is not signal.SIG_IGN:
-            signal.signal(signum, lambda signum, frame: hurry.set())
-    end = time.monotonic() + STOP_GRACE_S
-    while worker.is_alive() and not hurry.is_set() and time.monotonic() < end:
-        worker.join(0.1)
-
-
-def _until(progress: Callable[[str, str], None], cancel: threading.Event) -> Progress:
-    """The job's progress lines until it is cancelled: the command's last line is its own."""
-
-    def emit(phase: str, message: str) -> None:
-        if not cancel.is_set():
-            progress(phase, message)
-
-    return emit
-
-
-def _remove_job_containers(runtime: Runtime, job_id: str) -> None:
-    """Remove what the interrupted job still has: its containers, by owner and job label."""
-    from runner.sandbox.engine import remove_job_containers
-
-    remove_job_containers(runtime.client, runtime.settings.engine.instance, job_id)
 
 
 def exit_code(status: str, fail_on: str = "rejected") -> int:
