@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from runner.cli.common import terminate_as_interrupt
 
 if TYPE_CHECKING:
-    from runner.models import FixJob, Verdict
     from runner.verify.pipeline import Progress, Runtime
+
+T = TypeVar("T")
 
 __all__ = ["STOP_GRACE_S", "interruptible", "until_cancelled"]
 
@@ -23,22 +24,27 @@ STOP_GRACE_S = 30.0
 
 
 def interruptible(
-    work: Callable[[threading.Event], Verdict], runtime: Runtime, job: FixJob
-) -> Verdict:
+    work: Callable[[threading.Event], T], runtime: Runtime, job_id: str, *, prefix: bool = False
+) -> T:
     """Run the job in a thread; Ctrl-C or SIGTERM cancels it, waits for it to stop and remove
-    its containers, removes any left by label, then re-raises."""
+    its containers, removes any left by label, then re-raises.
+
+    The containers swept carry this runner's owner label and ``job_id`` as their job label,
+    or, with ``prefix``, a job label that starts with it (a fix's attempts).
+    """
     terminate_as_interrupt()
     cancel = threading.Event()
-    box: dict[str, Verdict | BaseException] = {}
+    box: dict[str, T] = {}
+    failed: list[BaseException] = []
 
     def target() -> None:
         try:
-            box["verdict"] = work(cancel)
+            box["result"] = work(cancel)
         except BaseException as exc:  # handed to the main thread, which raises it
-            box["error"] = exc
+            failed.append(exc)
 
     # daemon: a job that does not stop within the grace (a hung engine) does not hold the exit
-    worker = threading.Thread(target=target, name=f"job-{job.job_id}", daemon=True)
+    worker = threading.Thread(target=target, name=f"job-{job_id}", daemon=True)
     worker.start()
     try:
         while worker.is_alive():
@@ -46,15 +52,11 @@ def interruptible(
     except KeyboardInterrupt:
         cancel.set()
         _wait_stopped(worker)
-        _remove_job_containers(runtime, str(job.job_id))
+        _remove_job_containers(runtime, job_id, prefix)
         raise
-    outcome = box.get("verdict", box.get("error"))
-    if isinstance(outcome, BaseException):
-        raise outcome
-    from runner.models import Verdict
-
-    assert isinstance(outcome, Verdict)
-    return outcome
+    if failed:
+        raise failed[0]
+    return box["result"]
 
 
 def _wait_stopped(worker: threading.Thread) -> None:
@@ -82,8 +84,8 @@ def until_cancelled(progress: Callable[[str, str], None], cancel: threading.Even
     return emit
 
 
-def _remove_job_containers(runtime: Runtime, job_id: str) -> None:
+def _remove_job_containers(runtime: Runtime, job_id: str, prefix: bool) -> None:
     """Remove what the interrupted job still has: its containers, by owner and job label."""
     from runner.sandbox.engine import remove_job_containers
 
-    remove_job_containers(runtime.client, runtime.settings.engine.instance, job_id)
+    remove_job_containers(runtime.client, runtime.settings.engine.instance, job_id, prefix=prefix)

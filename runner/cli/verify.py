@@ -163,7 +163,7 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
         verdict = interruptible(
             lambda cancel: verify(job, runtime, until_cancelled(progress, cancel), cancel),
             runtime,
-            job,
+            str(job.job_id),
         )
     if args.output:
         # its folder may not exist yet: check_writable accepted the nearest existing one

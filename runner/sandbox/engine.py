@@ -99,12 +99,15 @@ def removal_under_way(exc: docker.errors.APIError) -> bool:
     return exc.status_code == 409 and "already in progress" in str(exc.explanation or "")
 
 
-def remove_job_containers(client: docker.DockerClient, owner: str, job_id: str) -> list[str]:
+def remove_job_containers(
+    client: docker.DockerClient, owner: str, job_id: str, *, prefix: bool = False
+) -> list[str]:
     """Remove one job's containers of this owner, running or not; the ids removed.
 
-    Never raises: what the engine refuses is logged, and left for `runner gc`.
+    With ``prefix``, every job whose id starts with ``job_id`` (a fix's attempts). Never
+    raises: what the engine refuses is logged, and left for `runner gc`.
     """
-    labels = [f"{LABEL_OWNER}={owner}", f"{LABEL_JOB}={job_id}"]
+    labels = [f"{LABEL_OWNER}={owner}", LABEL_JOB if prefix else f"{LABEL_JOB}={job_id}"]
     removed: list[str] = []
     try:
         listed = client.containers.list(all=True, ignore_removed=True, filters={"label": labels})
@@ -112,6 +115,8 @@ def remove_job_containers(client: docker.DockerClient, owner: str, job_id: str) 
         log.warning("sandbox.job_containers_not_listed", job_id=job_id, error=str(exc))
         return removed
     for container in listed:
+        if not (container.labels or {}).get(LABEL_JOB, "").startswith(job_id):
+            continue
         try:
             container.remove(force=True, v=True)
         except docker.errors.NotFound:
