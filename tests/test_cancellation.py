@@ -18,8 +18,11 @@ from pathlib import Path
 
 import docker
 import pytest
+from anthropic_fake import FakeAnthropic, tool_use
 from conftest import TEST_INSTANCE
 from service_support import GOOD, make_calc_repo
+from test_fixer import EXAMPLE, KEY, REPORT_FILE
+from test_fixer import GOOD as FLASK_GOOD
 
 from runner.config import Settings
 from runner.environments.images import BaseImage
@@ -40,7 +43,7 @@ BLOCKS_S = 300
 # Ctrl-C's usual handler back, or the signal would prove nothing.
 CLI = (
     "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "from runner.cli.verify import verify_patch_main; sys.exit(verify_patch_main())"
+    "from runner.cli.main import {main}; sys.exit({main}())"
 )
 
 
@@ -75,7 +78,8 @@ def _verify_patch(tmp_path: Path, repo: Path, owner: str) -> subprocess.Popen[st
         "RUNNER_PATHS__STATE_DIR": str(tmp_path / "state"),
         "RUNNER_ENGINE__INSTANCE": owner,
     }
-    argv = [sys.executable, "-c", CLI, "--repo", str(repo), "--patch", str(patch)]
+    code = CLI.format(main="verify_patch_main")
+    argv = [sys.executable, "-c", code, "--repo", str(repo), "--patch", str(patch)]
     return subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -139,6 +143,58 @@ def test_a_job_interrupted_while_its_environment_builds_leaves_no_build_containe
         for c in docker_client.containers.list(all=True, ignore_removed=True)
         if (c.name or "").startswith("fixrunner-envbuild-") and c.labels.get(LABEL_OWNER) == owner
     ]
+
+
+def test_a_fix_interrupted_while_its_attempt_runs_leaves_no_container(
+    tmp_path: Path, docker_client: docker.DockerClient, base_image: BaseImage
+) -> None:
+    repo = tmp_path / "repo"
+    subprocess.run(
+        ["bash", str(EXAMPLE / "make-repo.sh"), str(repo)], check=True, capture_output=True
+    )
+    (repo / "tests" / "test_zz_blocks.py").write_text(
+        f"import time\n\n\ndef test_blocks():\n    time.sleep({BLOCKS_S})\n"
+    )
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    for argv in (["add", "-A"], [*identity, "commit", "-qm", "a test that blocks"]):
+        subprocess.run(["git", *argv], cwd=repo, check=True, timeout=30)
+    owner = f"{TEST_INSTANCE}-cancel-fix"
+    with FakeAnthropic([tool_use(*FLASK_GOOD, "push an app context")], api_key=KEY) as fake:
+        config = tmp_path / "runner.toml"
+        config.write_text(
+            f'[engine]\ninstance = "{owner}"\n[paths]\nstate_dir = "{tmp_path / "state"}"\n'
+            f'[fixer]\nbase_url = "{fake.base_url}"\nmax_retries = 1\n',
+            encoding="utf-8",
+        )
+        argv = [
+            sys.executable,
+            "-c",
+            CLI.format(main="runner_main"),
+            "--config",
+            str(config),
+            "fix",
+            "--repo",
+            str(repo),
+            "--error",
+            str(REPORT_FILE),
+        ]
+        proc = subprocess.Popen(
+            argv,
+            env={**os.environ, "ANTHROPIC_API_KEY": KEY},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+        def attempt_running() -> bool:
+            phases = {c.labels.get(LABEL_PHASE) for c in _owned(docker_client, owner)}
+            return bool(phases & {"baseline", "candidate"})
+
+        returncode, err = _interrupt_when(proc, attempt_running, signal.SIGINT)
+    assert returncode == 130, err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == "interrupted", err
+    assert _owned(docker_client, owner) == []
 
 
 def test_a_cancelled_job_starts_no_container(
