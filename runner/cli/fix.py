@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runner.cli.common import check_writable, stderr
+from runner.cli.common import check_writable, stderr, terminate_as_interrupt
 from runner.errors import UsageError
 
 
@@ -70,6 +70,8 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     if "://" not in repo and Path(repo).exists():
         repo = str(Path(repo).resolve())
     target = pr_target(args, settings, repo)  # --open-pr: checked before any work
+    # SIGTERM from here on is a clean stop too (the base image may be built first)
+    terminate_as_interrupt()
     runtime = Runtime.start(settings)
 
     def progress(phase: str, message: str) -> None:

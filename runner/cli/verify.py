@@ -16,6 +16,7 @@ from runner.cli.common import (
     run_command,
     set_job_folder,
     stderr,
+    terminate_as_interrupt,
 )
 from runner.cli.interrupt import interruptible, until_cancelled
 from runner.errors import JobInputError, RunnerError, UsageError
@@ -156,6 +157,8 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
     except RunnerError as exc:
         raise UsageError(f"verify-patch: --policy {job.policy}: {exc}") from exc
     job = job.model_copy(update={"job_id": job.job_id or new_job_id()})
+    # SIGTERM from here on is a clean stop too (the base image may be built first)
+    terminate_as_interrupt()
     runtime = Runtime.start(settings)
     set_job_folder(runtime.jobs_dir / str(job.job_id))
 
