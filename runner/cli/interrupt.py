@@ -19,8 +19,9 @@ __all__ = ["STOP_GRACE_S", "interruptible", "until_cancelled"]
 
 # After Ctrl-C or SIGTERM, how long the cancelled job may take to stop itself: each
 # sandbox kills its container within a fraction of a second and removes it, which under
-# load takes a few seconds. What is left after that is removed by label.
-STOP_GRACE_S = 30.0
+# load takes a few seconds. What is left after that is removed by label; a host-side step
+# that cannot be cancelled (a wheel download) is not waited for longer than this.
+STOP_GRACE_S = 10.0
 
 
 def interruptible(
