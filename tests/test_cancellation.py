@@ -19,14 +19,15 @@ from pathlib import Path
 import docker
 import pytest
 from anthropic_fake import FakeAnthropic, tool_use
-from conftest import TEST_INSTANCE
+from conftest import TEST_INSTANCE, make_settings
 from service_support import GOOD, make_calc_repo
 from test_fixer import EXAMPLE, KEY, REPORT_FILE
 from test_fixer import GOOD as FLASK_GOOD
 
 from runner.config import Settings
+from runner.environments.builds import commit_date, ensure_env_image
 from runner.environments.images import BaseImage
-from runner.errors import SandboxError
+from runner.errors import ImageBuildError, SandboxError
 from runner.models import Limits, RunSpec
 from runner.sandbox.docker import DockerSandbox
 from runner.sandbox.labels import LABEL_JOB, LABEL_OWNER, LABEL_PHASE
@@ -218,3 +219,36 @@ def test_a_cancelled_job_starts_no_container(
         filters={"type": "container", "event": "create", "label": labels},
     )
     assert list(created) == []
+
+
+def test_a_cancelled_environment_build_creates_no_build_container(
+    tmp_path: Path, docker_client: docker.DockerClient, base_image: BaseImage
+) -> None:
+    owner = f"{TEST_INSTANCE}-cancel-{secrets.token_hex(3)}"
+    settings = make_settings(tmp_path / "state", owner)
+    repo = make_calc_repo(tmp_path / "repo")
+    # the calc project's image may exist: a repository of its own makes the build due
+    images = settings.images.model_copy(update={"repository": f"fixrunner-cancel-{owner[-6:]}"})
+    settings = settings.model_copy(update={"images": images})
+    cancel = threading.Event()
+    cancel.set()
+    since = int(time.time()) - 1
+    with pytest.raises(ImageBuildError, match="cancelled"):
+        ensure_env_image(
+            docker_client,
+            base_image,
+            repo,
+            settings,
+            str(repo),
+            commit_date(repo),
+            job_id="cancelled",
+            cancel=cancel,
+        )
+    created = docker_client.events(
+        since=since,
+        until=int(time.time()) + 1,
+        decode=True,
+        filters={"type": "container", "event": "create", "label": f"{LABEL_OWNER}={owner}"},
+    )
+    assert list(created) == []
+    assert docker_client.images.list(name=f"{images.repository}-env") == []
