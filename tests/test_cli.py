@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from runner.cli.common import run_command
@@ -256,73 +254,6 @@ def test_logs_of_an_unknown_job_is_one_line(
     monkeypatch.setenv("RUNNER_PATHS__STATE_DIR", str(tmp_path / "state"))
     assert runner_main(["logs", job]) == 2
     assert says in one_line_error(capsys)
-
-
-@pytest.mark.docker
-@pytest.mark.timeout(600)
-@pytest.mark.parametrize(
-    ("signame", "code", "said"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")]
-)
-def test_ctrl_c_or_sigterm_stops_cleanly_and_leaves_no_container(
-    tmp_path, docker_client, base_image, signame: str, code: int, said: str
-) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from conftest import TEST_INSTANCE
-
-    from runner.sandbox.labels import LABEL_OWNER
-
-    root = Path(__file__).resolve().parent.parent
-    example = root / "examples" / "flask-app-context"
-    subprocess.run(
-        ["bash", str(example / "make-repo.sh"), str(tmp_path / "repo")],
-        check=True,
-        capture_output=True,
-    )
-    owner = f"{TEST_INSTANCE}-{signame.lower()}"
-    env = {
-        **os.environ,
-        "RUNNER_PATHS__STATE_DIR": str(tmp_path / "state"),
-        "RUNNER_ENGINE__INSTANCE": owner,
-    }
-    argv = [
-        sys.executable,
-        "-c",
-        "import sys; from runner.cli.verify import verify_patch_main; "
-        "sys.exit(verify_patch_main())",
-        "--repo",
-        str(tmp_path / "repo"),
-        "--patch",
-        str(example / "candidates" / "good.diff"),
-    ]
-    proc = subprocess.Popen(
-        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-    def owned() -> list[object]:
-        return docker_client.containers.list(
-            all=True, ignore_removed=True, filters={"label": f"{LABEL_OWNER}={owner}"}
-        )
-
-    try:
-        # interrupt while the job has a sandbox running
-        while not owned():
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.1)
-        proc.send_signal(getattr(signal, signame))
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == code, err
-    assert "Traceback" not in err
-    assert err.splitlines()[-1] == said
-    assert owned() == []
 
 
 def test_progress_off_a_terminal_is_one_plain_line_per_phase() -> None:

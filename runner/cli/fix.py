@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runner.cli.common import check_writable, stderr
+from runner.cli.common import check_writable, stderr, terminate_as_interrupt
 from runner.errors import UsageError
 
 
@@ -41,11 +41,13 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
     from rich.markup import escape
 
+    from runner.cli.interrupt import interruptible, until_cancelled
     from runner.cli.pullrequest import pr_target, publish
     from runner.common.logs import configure_logging
     from runner.config import load_settings
     from runner.fix.errorreport import ErrorReport
     from runner.fix.loop import make_client, run_fix, write_outputs
+    from runner.models import new_fix_id
     from runner.verify.pipeline import Runtime
 
     settings = load_settings(args.config)
@@ -68,13 +70,30 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     if "://" not in repo and Path(repo).exists():
         repo = str(Path(repo).resolve())
     target = pr_target(args, settings, repo)  # --open-pr: checked before any work
+    # SIGTERM from here on is a clean stop too (the base image may be built first)
+    terminate_as_interrupt()
     runtime = Runtime.start(settings)
 
     def progress(phase: str, message: str) -> None:
         stderr.print(f"[dim]>[/dim] {phase:<9} {escape(message)}")
 
-    result = run_fix(
-        report, repo, args.base, runtime, settings, progress, max_attempts=args.max_attempts
+    fix_id = new_fix_id()
+    # Ctrl-C/SIGTERM: the attempt under way stops, and no container of this fix is left.
+    result = interruptible(
+        lambda cancel: run_fix(
+            report,
+            repo,
+            args.base,
+            runtime,
+            settings,
+            until_cancelled(progress, cancel),
+            cancel,
+            max_attempts=args.max_attempts,
+            fix_id=fix_id,
+        ),
+        runtime,
+        fix_id,
+        prefix=True,
     )
     if target is not None:
         result = publish(target, result, report, settings, runtime.mirrors)

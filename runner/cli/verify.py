@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,11 +18,11 @@ from runner.cli.common import (
     stderr,
     terminate_as_interrupt,
 )
+from runner.cli.interrupt import interruptible, until_cancelled
 from runner.errors import JobInputError, RunnerError, UsageError
 
 if TYPE_CHECKING:
-    from runner.models import FixJob, Verdict
-    from runner.verify.pipeline import Runtime
+    from runner.models import Verdict
 
 
 def _verify_parser() -> argparse.ArgumentParser:
@@ -159,12 +157,16 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
     except RunnerError as exc:
         raise UsageError(f"verify-patch: --policy {job.policy}: {exc}") from exc
     job = job.model_copy(update={"job_id": job.job_id or new_job_id()})
+    # SIGTERM from here on is a clean stop too (the base image may be built first)
+    terminate_as_interrupt()
     runtime = Runtime.start(settings)
     set_job_folder(runtime.jobs_dir / str(job.job_id))
 
     with PhaseProgress(stderr.console) as progress:
-        verdict = _interruptible(
-            lambda cancel: verify(job, runtime, progress, cancel), runtime, job
+        verdict = interruptible(
+            lambda cancel: verify(job, runtime, until_cancelled(progress, cancel), cancel),
+            runtime,
+            str(job.job_id),
         )
     if args.output:
         # its folder may not exist yet: check_writable accepted the nearest existing one
@@ -181,61 +183,6 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
         render_text(verdict, console)
         console.print(plain(f"job {verdict.job_id}: {job_folder}"), style="dim", soft_wrap=True)
     return exit_code(verdict.status, args.fail_on)
-
-
-# After Ctrl-C, how long the job may take to stop its containers itself before the
-# remaining ones are removed by label.
-STOP_GRACE_S = 1.0
-
-
-def _interruptible(
-    work: Callable[[threading.Event], Verdict], runtime: Runtime, job: FixJob
-) -> Verdict:
-    """Run the job in a thread; Ctrl-C cancels it and removes its containers, then re-raises."""
-    terminate_as_interrupt()
-    cancel = threading.Event()
-    box: dict[str, Verdict | BaseException] = {}
-
-    def target() -> None:
-        try:
-            box["verdict"] = work(cancel)
-        except BaseException as exc:  # handed to the main thread, which raises it
-            box["error"] = exc
-
-    # daemon: after Ctrl-C the process exits without waiting for a slow engine call
-    worker = threading.Thread(target=target, name=f"job-{job.job_id}", daemon=True)
-    worker.start()
-    try:
-        while worker.is_alive():
-            worker.join(0.2)
-    except KeyboardInterrupt:
-        cancel.set()
-        worker.join(STOP_GRACE_S)
-        _remove_job_containers(runtime, str(job.job_id))
-        raise
-    outcome = box.get("verdict", box.get("error"))
-    if isinstance(outcome, BaseException):
-        raise outcome
-    from runner.models import Verdict
-
-    assert isinstance(outcome, Verdict)
-    return outcome
-
-
-def _remove_job_containers(runtime: Runtime, job_id: str) -> None:
-    """Remove what the interrupted job still runs: its containers, by owner and job label."""
-    import docker.errors
-    import requests
-
-    from runner.sandbox.labels import LABEL_JOB, LABEL_OWNER
-
-    labels = [f"{LABEL_OWNER}={runtime.settings.engine.instance}", f"{LABEL_JOB}={job_id}"]
-    with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
-        for container in runtime.client.containers.list(
-            all=True, ignore_removed=True, filters={"label": labels}
-        ):
-            with contextlib.suppress(docker.errors.APIError):
-                container.remove(force=True, v=True)
 
 
 def exit_code(status: str, fail_on: str = "rejected") -> int:

@@ -40,8 +40,7 @@ from runner.distributed.broker import (
     shared_queue,
 )
 from runner.models import Verdict
-from runner.sandbox.engine import owned_containers
-from runner.sandbox.labels import LABEL_JOB, LABEL_OWNER
+from runner.sandbox.engine import owned_containers, remove_job_containers
 from runner.service.jobs import progress_writer, run_job
 from runner.service.models import JobSubmission
 from runner.verify.pipeline import Progress, Runtime
@@ -114,26 +113,10 @@ class WorkerState:
         if event is None:
             return False
         event.set()
-        removed = remove_job_containers(self.runtime, self.settings.engine.instance, job_id)
+        instance = self.settings.engine.instance
+        removed = len(remove_job_containers(self.runtime.client, instance, job_id))
         log.info("worker.cancelled", job_id=job_id, containers=removed)
         return True
-
-
-def remove_job_containers(runtime: Runtime, instance: str, job_id: str) -> int:
-    """Remove this instance's containers of one job, by label; how many were removed."""
-    labels = [f"{LABEL_OWNER}={instance}", f"{LABEL_JOB}={job_id}"]
-    removed = 0
-    try:
-        listed = runtime.client.containers.list(
-            all=True, ignore_removed=True, filters={"label": labels}
-        )
-        for container in listed:
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True, v=True)
-                removed += 1
-    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-        log.warning("worker.containers_not_removed", job_id=job_id, error=str(exc))
-    return removed
 
 
 def sweep_orphans(runtime: Runtime, instance: str) -> list[str]:

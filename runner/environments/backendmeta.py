@@ -14,6 +14,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -92,6 +93,7 @@ def with_backend_metadata(
     plan: InstallPlan,
     commit_date: datetime | None,
     job_id: str = "env-build",
+    cancel: threading.Event | None = None,
 ) -> InstallPlan:
     """The plan plus the requirements the backend's metadata names for the wanted extras.
 
@@ -101,7 +103,7 @@ def with_backend_metadata(
         return plan
     wanted = tuple(plan.metadata_extras)
     try:
-        text = _metadata(client, base, checkout, settings, plan, commit_date, job_id)
+        text = _metadata(client, base, checkout, settings, plan, commit_date, job_id, cancel)
     except ResolutionError as exc:
         note = f"build backend metadata not read: {exc}"
         return plan.model_copy(update={"metadata_extras": None, "notes": [*plan.notes, note]})
@@ -166,6 +168,7 @@ def _metadata(
     plan: InstallPlan,
     commit_date: datetime | None,
     job_id: str,
+    cancel: threading.Event | None,
 ) -> str:
     root = checkout.resolve()
     pyproject = read_toml(root, root / "pyproject.toml")
@@ -207,7 +210,7 @@ def _metadata(
             job_id=job_id,
             phase="metadata",
         )
-        result = sandbox.run(spec)
+        result = sandbox.run(spec, cancel)
     if not result.ok or MARK not in result.output:
         tail = [line for line in result.output.strip().splitlines() if line.strip()][-1:]
         raise ResolutionError(

@@ -113,7 +113,14 @@ def prepare_environment(
 
     def metadata(plan: InstallPlan, python: str) -> InstallPlan:
         return with_backend_metadata(
-            client, bases(python), checkout, settings, plan, commit_date, job_id or "env-build"
+            client,
+            bases(python),
+            checkout,
+            settings,
+            plan,
+            commit_date,
+            job_id or "env-build",
+            cancel,
         )
 
     env = describe_environment(checkout, settings, repo_key, commit_date, metadata=metadata)
@@ -259,7 +266,7 @@ def ensure_env_image(
 
     def metadata(plan: InstallPlan, python: str) -> InstallPlan:
         return with_backend_metadata(
-            client, base, checkout, settings, plan, commit_date, job_id or "env-build"
+            client, base, checkout, settings, plan, commit_date, job_id or "env-build", cancel
         )
 
     env = environment or describe_environment(

@@ -35,6 +35,7 @@ from runner.environments.requirements import read_toml
 from runner.environments.wheels import INSTALL_LIST
 from runner.errors import ImageBuildError
 from runner.models import EnvironmentInfo, Model
+from runner.sandbox.engine import removal_under_way
 from runner.sandbox.labels import (
     LABEL_DEADLINE,
     LABEL_ENV_HASH,
@@ -123,8 +124,11 @@ class EnvBuild:
     def run(self) -> EnvImage:
         """Create the container, run the steps, commit; the container is always removed."""
         started = time.monotonic()
+        self._check_cancel("create")
         container = self._create()
         try:
+            # cancelled while the engine created it: removed without ever starting
+            self._check_cancel("start")
             container.start()
             mode, record = self._steps(container)
             image = self._commit(container, mode, record)
@@ -160,11 +164,12 @@ class EnvBuild:
             # the image keeps an empty /work for the sandbox's bind of the job's tree.
             tmpfs["/work"] = "rw,exec,nosuid,nodev,size=2g,mode=0755"
         memory = f"{max(self.settings.sandbox.memory_mb, 2048)}m"
+        name = f"fixrunner-envbuild-{self.digest[:12]}-{secrets.token_hex(3)}"
         try:
             return self.client.containers.create(
                 image=self.base.id,
                 command=["sleep", str(BUILD_TIMEOUT_S)],
-                name=f"fixrunner-envbuild-{self.digest[:12]}-{secrets.token_hex(3)}",
+                name=name,
                 labels={
                     LABEL_OWNER: self.settings.engine.instance,
                     LABEL_JOB: self.job_id,
@@ -187,6 +192,8 @@ class EnvBuild:
         except docker.errors.ImageNotFound as exc:
             raise ImageBuildError(f"base image {self.base.tag} is not present") from exc
         except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+            # The engine may have created it before the call failed: removed by name.
+            self._remove(name)
             raise ImageBuildError(f"build container could not be created: {exc}") from exc
 
     def _steps(self, container: Container) -> tuple[InstallMode, dict[str, Any]]:
@@ -328,10 +335,7 @@ class EnvBuild:
             info = self.client.api.exec_inspect(exec_id)
             if not info.get("Running") and info.get("ExitCode") is not None:
                 return int(info["ExitCode"])
-            if self.cancel is not None and self.cancel.is_set():
-                raise ImageBuildError(
-                    f"environment image build stopped at step '{step}': cancelled"
-                )
+            self._check_cancel(step)
             if time.monotonic() > self.deadline:
                 raise ImageBuildError(
                     f"environment image build timed out at step '{step}' after {BUILD_TIMEOUT_S} s",
@@ -360,14 +364,21 @@ class EnvBuild:
         repository, tag = self.tag.rsplit(":", 1)
         return container.commit(repository=repository, tag=tag, changes=changes)
 
-    def _remove(self, container: Container) -> None:
+    def _check_cancel(self, step: str) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise ImageBuildError(f"environment image build stopped at step '{step}': cancelled")
+
+    def _remove(self, ref: Container | str) -> None:
+        ref = ref if isinstance(ref, str) else ref.id or ref.name or ""
         try:
-            container.remove(force=True, v=True)
+            self.client.api.remove_container(ref, force=True, v=True)
         except docker.errors.NotFound:
             return
         except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+            if isinstance(exc, docker.errors.APIError) and removal_under_way(exc):
+                return  # another caller (an interrupted job's sweep) is removing it
             # Left for `runner gc`, which finds it by its owner label and deadline.
-            log.warning("environments.remove_failed", container=container.short_id, error=str(exc))
+            log.warning("environments.remove_failed", container=ref[:12], error=str(exc))
 
     def _log_tail(self) -> str:
         return "\n".join(self.log)[-LOG_TAIL:]

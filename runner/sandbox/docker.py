@@ -27,6 +27,7 @@ from runner.config import EngineSettings
 from runner.errors import SandboxError
 from runner.models import Mount as RunSpecMount
 from runner.models import RunResult, RunSpec
+from runner.sandbox.engine import removal_under_way
 from runner.sandbox.labels import LABEL_DEADLINE, LABEL_JOB, LABEL_OWNER, LABEL_PHASE
 from runner.sandbox.output import CappedOutput
 from runner.sandbox.pids import PidsEvents
@@ -145,13 +146,17 @@ class DockerSandbox:
         """Create, start, stream, wait, remove. Removal happens on every path out.
 
         ``deadline`` (seconds from start, asked again while it runs) may shorten the
-        spec's timeout once it is known, never lengthen it.
+        spec's timeout once it is known, never lengthen it. Once ``cancel`` is set no
+        container starts (SandboxError) and a running one is killed (its result returned).
         """
         output = CappedOutput(spec.limits.output_bytes)
+        refuse_if_cancelled(cancel, spec.phase)
         with self._container(spec) as container:
             stream = self._attach(container)
             watch = _Watch(spec.limits.timeout_s, deadline, cancel)
             watchdog = threading.Thread(target=self._watch, args=(container, watch), daemon=True)
+            # cancelled while the engine created it: it is removed without ever starting
+            refuse_if_cancelled(cancel, spec.phase)
             try:
                 container.start()
             except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
@@ -334,8 +339,16 @@ class DockerSandbox:
         except docker.errors.NotFound:
             return
         except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+            if isinstance(exc, docker.errors.APIError) and removal_under_way(exc):
+                return  # another caller (an interrupted job's sweep) is removing it
             # Left for `runner gc`, which finds it by label once its deadline passes.
             log.warning("sandbox.remove_failed", container=ref, error=str(exc))
+
+
+def refuse_if_cancelled(cancel: threading.Event | None, phase: str) -> None:
+    """Raise SandboxError when the job was cancelled: no container starts after that."""
+    if cancel is not None and cancel.is_set():
+        raise SandboxError(f"{phase} not started: the job was cancelled")
 
 
 # Copies each quota mount's read-only source onto its tmpfs, then runs the command.

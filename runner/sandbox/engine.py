@@ -14,7 +14,7 @@ import structlog
 
 from runner.config import EngineSettings
 from runner.errors import EngineUnavailableError
-from runner.sandbox.labels import LABEL_DEADLINE, LABEL_OWNER
+from runner.sandbox.labels import LABEL_DEADLINE, LABEL_JOB, LABEL_OWNER
 
 log = structlog.get_logger(__name__)
 
@@ -92,3 +92,38 @@ def sweep_expired(client: docker.DockerClient, owner: str, now: float | None = N
     if removed:
         log.info("gc.removed", count=len(removed), containers=removed)
     return Sweep(removed=removed, live=live)
+
+
+def removal_under_way(exc: docker.errors.APIError) -> bool:
+    """The engine's 409 when another caller is already removing the container."""
+    return exc.status_code == 409 and "already in progress" in str(exc.explanation or "")
+
+
+def remove_job_containers(
+    client: docker.DockerClient, owner: str, job_id: str, *, prefix: bool = False
+) -> list[str]:
+    """Remove one job's containers of this owner, running or not; the ids removed.
+
+    With ``prefix``, every job whose id starts with ``job_id`` (a fix's attempts). Never
+    raises: what the engine refuses is logged, and left for `runner gc`.
+    """
+    labels = [f"{LABEL_OWNER}={owner}", LABEL_JOB if prefix else f"{LABEL_JOB}={job_id}"]
+    removed: list[str] = []
+    try:
+        listed = client.containers.list(all=True, ignore_removed=True, filters={"label": labels})
+    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+        log.warning("sandbox.job_containers_not_listed", job_id=job_id, error=str(exc))
+        return removed
+    for container in listed:
+        if not (container.labels or {}).get(LABEL_JOB, "").startswith(job_id):
+            continue
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            continue
+        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+            if not (isinstance(exc, docker.errors.APIError) and removal_under_way(exc)):
+                log.warning("sandbox.remove_failed", container=container.short_id, error=str(exc))
+                continue
+        removed.append(container.short_id)
+    return removed

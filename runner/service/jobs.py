@@ -24,6 +24,7 @@ from runner import __version__
 from runner.common.logs import bind_job, unbind_job
 from runner.fix.result import FixResult
 from runner.models import FixJob, Verdict
+from runner.sandbox.engine import remove_job_containers
 from runner.service.models import FixSubmission
 from runner.service.records import JobRecord, JobStore, Outcome
 from runner.verify.pipeline import Progress, Runtime, verify
@@ -43,6 +44,7 @@ def run_job(job: FixJob, runtime: Runtime, progress: Progress, cancel: threading
     """One job's whole work: the pipeline, and a cancelled verdict if it was cancelled."""
     verdict = verify(job, runtime, progress=progress, cancel=cancel)
     if cancel.is_set():
+        _sweep(runtime, verdict.job_id)
         verdict = cancelled_verdict(verdict)
         (runtime.jobs_dir / verdict.job_id / "verdict.json").write_text(
             verdict.model_dump_json(indent=2), encoding="utf-8"
@@ -77,8 +79,18 @@ def run_fix_job(
         fix_id=fix_id,
     )
     if cancel.is_set():
+        _sweep(runtime, fix_id, prefix=True)
         result = result.model_copy(update={"status": "error", "summary": f"error: {CANCELLED}"})
     return result
+
+
+def _sweep(runtime: Runtime, job_id: str, *, prefix: bool = False) -> None:
+    # Each container of a cancelled job removes itself; one whose removal the engine
+    # refused is swept by label now, as the CLI does after Ctrl-C, not left for `runner gc`.
+    owner = runtime.settings.engine.instance
+    removed = remove_job_containers(runtime.client, owner, job_id, prefix=prefix)
+    if removed:
+        log.info("job.containers_swept", job_id=job_id, containers=removed)
 
 
 def _clear_previous_fix(runtime: Runtime, fix_id: str) -> None:

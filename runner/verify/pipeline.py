@@ -37,6 +37,7 @@ from runner.errors import (
     InfrastructureError,
     PatchError,
     RunnerError,
+    SandboxError,
 )
 from runner.models import (
     FixJob,
@@ -411,7 +412,14 @@ def _runs(
             state.progress("baseline", "baseline results reused from the cache")
         if first.future is None:
             state.early = first.answer(state, runtime, command, cancel)
-        candidate = candidate_future.result()
+        try:
+            candidate = candidate_future.result()
+        except SandboxError:
+            # fail_fast stopped the suite before its container started: no container starts
+            # after a stop, and the affected tests' run below is the candidate's evidence
+            if not (first.stopped and first.run is not None):
+                raise
+            candidate = first.run
         lint = lint_future.result()
         repro_runs = repro_evidence(state, [f.result() for f in repro_futures])
         early = early_result(early_future)
