@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from runner.core.maprecording import MapPlan
 from runner.core.policy import Policy
 from runner.environments.imagebuild import EnvImage
 from runner.environments.images import BaseImage
@@ -50,6 +51,8 @@ class Job:
     started: float = field(default_factory=time.monotonic)
     fail_fast: bool = False
     early: EarlyAnswer | None = None
+    # whether this job's baseline should record the commit's per-test map (verify decides)
+    map_plan: MapPlan = field(default_factory=lambda: MapPlan(False, "not decided"))
 
     @property
     def candidate_deadline(self) -> CandidateDeadline:
