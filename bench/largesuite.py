@@ -7,8 +7,8 @@ suites of the corpus), from the fetched mirror ($ACCURACY_MIRRORS, default /work
 
 - T_bare: plain pytest on the fixed tree, in a network-less container of the runner's
   environment image for that commit (nothing from the repository runs on the host);
-- first: ``verify-patch`` with the upstream fix (source + tests) on an empty baseline
-  cache: baseline (recording the per-test map) beside the candidate;
+- first: ``verify-patch --record-map`` with the upstream fix (source + tests) on an empty
+  baseline cache: baseline (recording the per-test map) beside the candidate;
 - second: the same candidate again, the baseline and its map cached: the affected tests
   run first; the time to the early answer (the verdict's ``early.seconds``) and to the
   verdict;
@@ -111,12 +111,15 @@ def case_repo(case: dict[str, object]) -> Path:
     return repo
 
 
-def verify(repo: Path, base: str, patch: str, test_patch: str | None, folder: Path) -> Run:
+def verify(
+    repo: Path, base: str, patch: str, test_patch: str | None, folder: Path, *extra: str
+) -> Run:
     """One verify-patch process on the bench's own state dir."""
     patch_file = folder / f"patch-{time.monotonic_ns()}.diff"
     patch_file.write_text(patch, encoding="utf-8")
     argv = [str(BIN / "verify-patch"), "--repo", str(repo), "--base", base]
     argv += ["--patch", str(patch_file), "--json", "--policy", str(folder / "policy.toml")]
+    argv += extra
     if test_patch is not None:
         tests_file = patch_file.with_suffix(".tests.diff")
         tests_file.write_text(test_patch, encoding="utf-8")
@@ -176,7 +179,8 @@ def measure(case_id: str, runs: int, folder: Path) -> CaseFigures:
     figures = CaseFigures(case_id)
     for i in range(runs):
         shutil.rmtree(STATE / "runner" / "baselines", ignore_errors=True)
-        figures.first.append(verify(repo, base, combined, None, folder))
+        # a one-shot verify-patch records no map unless asked: the later jobs select from it
+        figures.first.append(verify(repo, base, combined, None, folder, "--record-map"))
         figures.second.append(verify(repo, base, combined, None, folder))
         figures.noop.append(verify(repo, base, noop, test_part, folder))
         print(f"[{case_id}] run {i + 1}: {_line(figures, -1)}", flush=True)
