@@ -144,12 +144,11 @@ def main() -> int:
         before, after = read_map(out / "old-0.jsonl"), read_map(out / "new-0.jsonl")
         same = sum(1 for t in before if after.get(t) == before[t])
         print(f"maps: {len(before)} tests (old), {len(after)} (new); identical for {same}")
-        for test in sorted(set(before) | set(after)):
-            if before.get(test) != after.get(test):
-                gone = sorted(before.get(test, set()) - after.get(test, set()))[:5]
-                extra = sorted(after.get(test, set()) - before.get(test, set()))[:5]
-                print(f"  differs: {test}: only old {gone}; only new {extra}")
-                break
+        differ = [t for t in sorted(set(before) | set(after)) if before.get(t) != after.get(t)]
+        for test in differ[:10]:
+            gone = sorted(before.get(test, set()) - after.get(test, set()))[:5]
+            extra = sorted(after.get(test, set()) - before.get(test, set()))[:5]
+            print(f"  differs: {test}: only old {gone}; only new {extra}")
     return 0
 
 
