@@ -7,6 +7,8 @@ suites of the corpus), from the fetched mirror ($ACCURACY_MIRRORS, default /work
 
 - T_bare: plain pytest on the fixed tree, in a network-less container of the runner's
   environment image for that commit (nothing from the repository runs on the host);
+- one-shot: plain ``verify-patch`` with the upstream fix on an empty baseline cache: its
+  baseline records no map (``[affected] record_map = "auto"``);
 - first: ``verify-patch --record-map`` with the upstream fix (source + tests) on an empty
   baseline cache: baseline (recording the per-test map) beside the candidate;
 - second: the same candidate again, the baseline and its map cached: the affected tests
@@ -78,6 +80,7 @@ class CaseFigures:
     case: str
     tests: int = 0
     bare: list[float] = field(default_factory=list)
+    oneshot: list[Run] = field(default_factory=list)
     first: list[Run] = field(default_factory=list)
     second: list[Run] = field(default_factory=list)
     noop: list[Run] = field(default_factory=list)
@@ -179,6 +182,8 @@ def measure(case_id: str, runs: int, folder: Path) -> CaseFigures:
     figures = CaseFigures(case_id)
     for i in range(runs):
         shutil.rmtree(STATE / "runner" / "baselines", ignore_errors=True)
+        figures.oneshot.append(verify(repo, base, combined, None, folder))
+        shutil.rmtree(STATE / "runner" / "baselines", ignore_errors=True)
         # a one-shot verify-patch records no map unless asked: the later jobs select from it
         figures.first.append(verify(repo, base, combined, None, folder, "--record-map"))
         figures.second.append(verify(repo, base, combined, None, folder))
@@ -227,7 +232,8 @@ def _early(runs: list[Run]) -> str:
 def _line(f: CaseFigures, i: int) -> str:
     first, second, noop = f.first[i], f.second[i], f.noop[i]
     return (
-        f"first {first.wall:.1f} s ({first.status}); second {second.wall:.1f} s, early "
+        f"one-shot {f.oneshot[i].wall:.1f} s; first {first.wall:.1f} s ({first.status}); "
+        f"second {second.wall:.1f} s, early "
         f"{second.early_seconds} s ({second.early_selected} selected); noop {noop.wall:.1f} s "
         f"({noop.status}), early {noop.early_seconds} s"
     )
@@ -245,22 +251,26 @@ def render(all_figures: list[CaseFigures], command: str, loads: tuple[str, str])
         "loaded machine gives, medians of the runs shown, not a quiet machine's.",
         "",
         "| case | tests | T_bare | first | second: early answer | second: verdict "
-        "| noop: early answer | noop: verdict | baseline with map / candidate without |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| noop: early answer | noop: verdict | baseline with map / candidate without "
+        "| one-shot (no map) | its baseline / candidate |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in all_figures:
-        ratio = median(
-            [
-                r.timings.get("baseline", 0) / r.timings["candidate"]
-                for r in f.first
-                if r.timings.get("candidate")
-            ]
+        ratio, plain = (
+            median(
+                [
+                    r.timings.get("baseline", 0) / r.timings["candidate"]
+                    for r in runs
+                    if r.timings.get("candidate")
+                ]
+            )
+            for runs in (f.first, f.oneshot)
         )
         walls = [median([r.wall for r in runs]) for runs in (f.first, f.second, f.noop)]
         out.append(
             f"| {f.case} | {f.tests} | {median(f.bare):.1f} s | {walls[0]:.1f} s "
             f"| {_early(f.second)} | {walls[1]:.1f} s | {_early(f.noop)} | {walls[2]:.1f} s "
-            f"| {ratio:.2f} x |"
+            f"| {ratio:.2f} x | {median([r.wall for r in f.oneshot]):.1f} s | {plain:.2f} x |"
         )
     answers = [r for f in all_figures for r in (*f.second, *f.noop) if r.agrees is not None]
     agreed = sum(1 for r in answers if r.agrees)
