@@ -134,3 +134,33 @@ def test_record_map_asks_verify_patch_for_the_map(
     assert _recorded_map(runtime, verdict) and len(_maps(runtime)) == before + 1
     note = verdict.early.testmap if verdict.early else None
     assert note is not None and note.recorded and "--record-map" in note.reason
+
+
+PROFILED = (
+    "import cProfile\n\nfrom shapes.area import square\n\n\n"
+    "def test_profiled_square():\n    assert cProfile.Profile().runcall(square, 2) == 4\n"
+)
+
+
+def test_a_test_that_replaces_the_profile_function_is_left_out_and_always_selected(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    # its own profiler replaces the map's hook (Pythons before 3.12): what it ran is unknown
+    files = {**FILES, "tests/test_profiled.py": PROFILED}
+    other = Project.create(tmp_path, "profiled", files, "a suite that profiles itself")
+    first = _verify(runtime, other, SWAPPED)
+    assert first.early is not None and first.early.testmap is not None
+    assert first.early.testmap.recorded, first.early.testmap.reason
+    perimeter = {"shapes/perimeter.py": "def square(side):\n    return side * 4\n"}
+    verdict = _verify(runtime, other, perimeter, caller="one-shot")
+    assert verdict.status == "verified", verdict.summary
+    early = verdict.early
+    assert early is not None and early.selection == "affected", early
+    ran_perimeter = {
+        "tests/test_perimeter.py::test_square_perimeter",
+        "tests/test_perimeter.py::test_zero",
+    }
+    # from 3.12 the map uses sys.monitoring, which a profiler leaves alone
+    own_hook = tuple(int(p) for p in verdict.images.environment.python.split(".")) < (3, 12)
+    unknown = {"tests/test_profiled.py::test_profiled_square"} if own_hook else set()
+    assert set(early.ids) == ran_perimeter | unknown
