@@ -78,7 +78,8 @@ def map_outcome(plan: MapPlan, baseline: BaselinePlan, recorded: bool, valid: bo
     """What the verdict says about the map: recorded by this job, or why not."""
     if baseline.map_cached:
         return MapRecording(
-            recorded=False, reason="not needed: an earlier baseline recorded it for this commit"
+            recorded=False,
+            reason="not needed: an earlier baseline on this commit already ran with it",
         )
     if not plan.wanted:
         return MapRecording(recorded=False, reason=f"not recorded: {plan.reason}")
@@ -86,5 +87,9 @@ def map_outcome(plan: MapPlan, baseline: BaselinePlan, recorded: bool, valid: bo
         # a cached baseline without the map ran again to record it
         again = "; the cached baseline had none: it ran again" if baseline.baseline_cached else ""
         return MapRecording(recorded=True, reason=f"recorded: {plan.reason}{again}")
-    why = "the baseline run was not valid" if not valid else "the harness gave no map"
+    why = (
+        "the baseline run was not valid"
+        if not valid
+        else "the harness gave no map (cached as none: later jobs select every test)"
+    )
     return MapRecording(recorded=False, reason=f"wanted ({plan.reason}) but not recorded: {why}")

@@ -83,14 +83,17 @@ def record_testmap(
     """Cache the map a fresh, valid baseline run recorded (its stream is already checked).
 
     Tests in the files this job's patches change are left out: they are this job's, and
-    may not exist for the next candidate on the same commit. True when a map was cached.
+    may not exist for the next candidate on the same commit. True when a map was cached;
+    a valid run that gave none caches an empty one, so later jobs that want the map do
+    not run the baseline again for a map it cannot give (they select everything).
     """
     if not baseline.valid:
         return False
     data = read_regular(state.folder / "harness" / "baseline.jsonl", STREAM_MAX_BYTES)
     testmap = read_testmap(data) if data is not None else None
+    recorded = testmap is not None
     if testmap is None:
-        return False
+        testmap = TestMap(monitor="none")
     own = job_test_files(state, parsed)
     keep = {t: f for t, f in testmap.tests.items() if t.split("::", 1)[0] not in own}
     outcomes = {t: r for t, r in baseline.tests.items() if t.split("::", 1)[0] not in own}
@@ -99,7 +102,7 @@ def record_testmap(
         baseline=baseline.model_copy(update={"tests": outcomes, "collection_errors": []}),
     )
     store_text(runtime, f"{map_key(state, command)}.testmap.json", entry.model_dump_json())
-    return True
+    return recorded
 
 
 def baseline_plan(
