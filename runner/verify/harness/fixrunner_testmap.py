@@ -4,12 +4,13 @@ Loaded by ``fixrunner_harness`` only when the runner passes ``--fixrunner-testma
 baseline run), so the candidate's runs never carry it. Per test (set-up, call and
 tear-down) it collects every code object started under the work tree (recorded as its
 file and line span): with ``sys.monitoring`` where the Python has it (3.12+; each code
-object reports once per test, then is disabled until the next test), else with the C
-profiler behind cProfile (``_lsprof``, no sub-call bookkeeping, builtins ignored),
-enabled only while a test runs and read once at its end: a C hook on each call costs
-about half what a Python trace function does, and collection and reporting between tests
-run unhooked. Threads a test starts get a Python trace function that sees call events
-and traces no frame further. At the end of the session
+object reports once per test, then is disabled until the next test; with no free tool
+id no test is mapped), else with the C profiler behind cProfile (``_lsprof``, no
+sub-call bookkeeping, builtins ignored), enabled only while a test runs and read once at
+its end: no Python call per event, and collection and reporting between tests run
+unhooked (the map's extra CPU fell by 40-46 % against a session-long Python trace
+function; docs/benchmarks.md). Threads a test starts get a Python trace function that
+sees call events and traces no frame further. At the end of the session
 it adds each tree module's direct dependencies (the tree modules its import statements
 name, so a change to a constant counts for the code reading it) and hands one
 ``testmap`` record to the harness's signed stream.
@@ -74,6 +75,10 @@ class TestMap:
                     self._tool = tool
                     self._monitor = "sys.monitoring"
                     return
+            # every free tool id taken (the suite monitors itself): no test is mapped, so
+            # the runner selects every test whatever changes
+            self._monitor = "none"
+            return
         # cProfile's C core: no Python call per event; no caller/callee pairs, no builtins
         self._profiler = _lsprof.Profiler(subcalls=False, builtins=False)
         # a thread a test starts: a trace function on call events only (returning None
@@ -109,9 +114,10 @@ class TestMap:
             profiler.clear()
             profiler.enable()
         yield
+        if self._tool is None and profiler is None:
+            return  # nothing watched this test: left out of the map
         if profiler is not None:
-            # (3.12+ without a free tool id: _lsprof itself is a sys.monitoring tool there)
-            replaced = self._monitoring is None and sys.getprofile() is not profiler
+            replaced = sys.getprofile() is not profiler
             profiler.disable()
             if not replaced:
                 for entry in profiler.getstats():
