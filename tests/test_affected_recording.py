@@ -50,11 +50,14 @@ def runtime(
     return Runtime.start(module_settings)
 
 
-def _cli(env: dict[str, str], runtime: Runtime, patch: Path, *extra: str) -> Verdict:
+def _cli(
+    env: dict[str, str], runtime: Runtime, project: Project, patch: Path, *extra: str
+) -> Verdict:
+    """One ``verify-patch`` process on the module's state directory."""
     job_id = f"testmap-{os.urandom(4).hex()}"
     proc = verify_patch(
         env,
-        *("--repo", str(patch.parent / "repo"), "--patch", str(patch), "--job-id", job_id),
+        *("--repo", str(project.repo), "--patch", str(patch), "--job-id", job_id),
         *("--policy", "lenient", "--json", *extra),
     )
     assert proc.returncode == 0, proc.stderr
@@ -75,11 +78,9 @@ def one_shot(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Verdict:
     """The commit's first job: a plain ``verify-patch`` (auto: no map)."""
-    folder = tmp_path_factory.mktemp("patch")
-    (folder / "repo").symlink_to(project.repo)
-    patch = folder / "fix.diff"
+    patch = tmp_path_factory.mktemp("patch") / "fix.diff"
     patch.write_text(project.diff(SWAPPED), encoding="utf-8")
-    return _cli(cli_env, runtime, patch)
+    return _cli(cli_env, runtime, project, patch)
 
 
 def test_verify_patch_by_default_records_no_map(one_shot: Verdict, runtime: Runtime) -> None:
@@ -125,11 +126,11 @@ def test_record_map_asks_verify_patch_for_the_map(
     tmp_path: Path,
 ) -> None:
     # a commit of its own, so no earlier job has recorded its map
-    other = Project.create(tmp_path, "repo", {**FILES, "shapes/units.py": 'NAME = "m"\n'}, "m")
+    other = Project.create(tmp_path, "metres", {**FILES, "shapes/units.py": 'NAME = "m"\n'}, "m")
     patch = tmp_path / "fix.diff"
     patch.write_text(other.diff(SWAPPED), encoding="utf-8")
     before = len(_maps(runtime))
-    verdict = _cli(cli_env, runtime, patch, "--record-map")
+    verdict = _cli(cli_env, runtime, other, patch, "--record-map")
     assert verdict.status == "verified", verdict.summary
     assert _recorded_map(runtime, verdict) and len(_maps(runtime)) == before + 1
     note = verdict.early.testmap if verdict.early else None
