@@ -95,6 +95,9 @@ def main() -> int:
     parser.add_argument("--python-path", default=".", help="relative to the tree, e.g. src")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--old-rev", default="main", help="revision of fixrunner_testmap.py")
+    parser.add_argument(
+        "--variants", default="none,old,new", help="which of none, old, new to run (in order)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mapcost-") as tmp:
         root = Path(tmp)
@@ -109,21 +112,27 @@ def main() -> int:
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
         (tools / "timed.py").write_text(TIMED, encoding="utf-8")
-        harnesses: dict[str, Path | None] = {"none": None}
-        for name in ("old", "new"):
+        harnesses: dict[str, Path | None] = {}
+        for name in args.variants.split(","):
+            if name not in ("none", "old", "new"):
+                raise SystemExit(f"unknown variant {name!r}")
             folder = root / name
             folder.mkdir()
             (folder / "bench_map.py").write_text(PLUGIN, encoding="utf-8")
-            harnesses[name] = folder
-        old = subprocess.run(
-            ["git", "-C", str(ROOT), "show", f"{args.old_rev}:{TESTMAP}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        (root / "old" / "fixrunner_testmap.py").write_text(old, encoding="utf-8")
-        new = (ROOT / TESTMAP).read_text(encoding="utf-8")
-        (root / "new" / "fixrunner_testmap.py").write_text(new, encoding="utf-8")
+            harnesses[name] = None if name == "none" else folder
+        for name, harness in harnesses.items():
+            if harness is None:
+                continue
+            if name == "old":
+                text = subprocess.run(
+                    ["git", "-C", str(ROOT), "show", f"{args.old_rev}:{TESTMAP}"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            else:
+                text = (ROOT / TESTMAP).read_text(encoding="utf-8")
+            (harness / "fixrunner_testmap.py").write_text(text, encoding="utf-8")
         walls: dict[str, list[float]] = {n: [] for n in harnesses}
         cpus: dict[str, list[float]] = {n: [] for n in harnesses}
         for i in range(args.runs):
@@ -134,13 +143,16 @@ def main() -> int:
                 walls[name].append(wall)
                 cpus[name].append(cpu)
                 print(f"run {i + 1} {name}: wall {wall:.1f} s, CPU {cpu:.1f} s", flush=True)
-        base_wall, base_cpu = (statistics.median(walls["none"]), statistics.median(cpus["none"]))
+        base = "none" if "none" in harnesses else next(iter(harnesses))
+        base_wall, base_cpu = statistics.median(walls[base]), statistics.median(cpus[base])
         for name in harnesses:
             wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
             print(
-                f"{name}: median wall {wall:.1f} s ({wall / base_wall:.2f} x), "
+                f"{name}: median wall {wall:.1f} s ({wall / base_wall:.2f} x {base}), "
                 f"CPU {cpu:.1f} s ({cpu / base_cpu:.2f} x) over {args.runs} runs"
             )
+        if not {"old", "new"} <= set(harnesses):
+            return 0
         before, after = read_map(out / "old-0.jsonl"), read_map(out / "new-0.jsonl")
         same = sum(1 for t in before if after.get(t) == before[t])
         print(f"maps: {len(before)} tests (old), {len(after)} (new); identical for {same}")
