@@ -78,6 +78,10 @@ def test_a_changed_test_file_runs_whole_and_no_map_means_everything() -> None:
     assert _select(diff)[:3] == (False, [], ["tests/test_perimeter.py"])
     chosen = select_tests(parse_patch(diff), None, BASELINE, [], list(DEFAULT_TEST_GLOBS))
     assert chosen.everything and "no per-test map" in chosen.reason
+    # a baseline that could record no map leaves an empty one: everything, and why
+    empty = TestMap(monitor="none")
+    chosen = select_tests(parse_patch(diff), empty, BASELINE, [], list(DEFAULT_TEST_GLOBS))
+    assert chosen.everything and "maps no test" in chosen.reason
 
 
 # --------------------------------------------------------------- when the map is recorded
