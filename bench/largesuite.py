@@ -7,8 +7,10 @@ suites of the corpus), from the fetched mirror ($ACCURACY_MIRRORS, default /work
 
 - T_bare: plain pytest on the fixed tree, in a network-less container of the runner's
   environment image for that commit (nothing from the repository runs on the host);
-- first: ``verify-patch`` with the upstream fix (source + tests) on an empty baseline
-  cache: baseline (recording the per-test map) beside the candidate;
+- one-shot: plain ``verify-patch`` with the upstream fix on an empty baseline cache: its
+  baseline records no map (``[affected] record_map = "auto"``);
+- first: ``verify-patch --record-map`` with the upstream fix (source + tests) on an empty
+  baseline cache: baseline (recording the per-test map) beside the candidate;
 - second: the same candidate again, the baseline and its map cached: the affected tests
   run first; the time to the early answer (the verdict's ``early.seconds``) and to the
   verdict;
@@ -78,6 +80,7 @@ class CaseFigures:
     case: str
     tests: int = 0
     bare: list[float] = field(default_factory=list)
+    oneshot: list[Run] = field(default_factory=list)
     first: list[Run] = field(default_factory=list)
     second: list[Run] = field(default_factory=list)
     noop: list[Run] = field(default_factory=list)
@@ -111,12 +114,15 @@ def case_repo(case: dict[str, object]) -> Path:
     return repo
 
 
-def verify(repo: Path, base: str, patch: str, test_patch: str | None, folder: Path) -> Run:
+def verify(
+    repo: Path, base: str, patch: str, test_patch: str | None, folder: Path, *extra: str
+) -> Run:
     """One verify-patch process on the bench's own state dir."""
     patch_file = folder / f"patch-{time.monotonic_ns()}.diff"
     patch_file.write_text(patch, encoding="utf-8")
     argv = [str(BIN / "verify-patch"), "--repo", str(repo), "--base", base]
     argv += ["--patch", str(patch_file), "--json", "--policy", str(folder / "policy.toml")]
+    argv += extra
     if test_patch is not None:
         tests_file = patch_file.with_suffix(".tests.diff")
         tests_file.write_text(test_patch, encoding="utf-8")
@@ -176,7 +182,10 @@ def measure(case_id: str, runs: int, folder: Path) -> CaseFigures:
     figures = CaseFigures(case_id)
     for i in range(runs):
         shutil.rmtree(STATE / "runner" / "baselines", ignore_errors=True)
-        figures.first.append(verify(repo, base, combined, None, folder))
+        figures.oneshot.append(verify(repo, base, combined, None, folder))
+        shutil.rmtree(STATE / "runner" / "baselines", ignore_errors=True)
+        # a one-shot verify-patch records no map unless asked: the later jobs select from it
+        figures.first.append(verify(repo, base, combined, None, folder, "--record-map"))
         figures.second.append(verify(repo, base, combined, None, folder))
         figures.noop.append(verify(repo, base, noop, test_part, folder))
         print(f"[{case_id}] run {i + 1}: {_line(figures, -1)}", flush=True)
@@ -223,7 +232,8 @@ def _early(runs: list[Run]) -> str:
 def _line(f: CaseFigures, i: int) -> str:
     first, second, noop = f.first[i], f.second[i], f.noop[i]
     return (
-        f"first {first.wall:.1f} s ({first.status}); second {second.wall:.1f} s, early "
+        f"one-shot {f.oneshot[i].wall:.1f} s; first {first.wall:.1f} s ({first.status}); "
+        f"second {second.wall:.1f} s, early "
         f"{second.early_seconds} s ({second.early_selected} selected); noop {noop.wall:.1f} s "
         f"({noop.status}), early {noop.early_seconds} s"
     )
@@ -241,22 +251,26 @@ def render(all_figures: list[CaseFigures], command: str, loads: tuple[str, str])
         "loaded machine gives, medians of the runs shown, not a quiet machine's.",
         "",
         "| case | tests | T_bare | first | second: early answer | second: verdict "
-        "| noop: early answer | noop: verdict | baseline with map / candidate without |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| noop: early answer | noop: verdict | baseline with map / candidate without "
+        "| one-shot (no map) | its baseline / candidate |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in all_figures:
-        ratio = median(
-            [
-                r.timings.get("baseline", 0) / r.timings["candidate"]
-                for r in f.first
-                if r.timings.get("candidate")
-            ]
+        ratio, plain = (
+            median(
+                [
+                    r.timings.get("baseline", 0) / r.timings["candidate"]
+                    for r in runs
+                    if r.timings.get("candidate")
+                ]
+            )
+            for runs in (f.first, f.oneshot)
         )
         walls = [median([r.wall for r in runs]) for runs in (f.first, f.second, f.noop)]
         out.append(
             f"| {f.case} | {f.tests} | {median(f.bare):.1f} s | {walls[0]:.1f} s "
             f"| {_early(f.second)} | {walls[1]:.1f} s | {_early(f.noop)} | {walls[2]:.1f} s "
-            f"| {ratio:.2f} x |"
+            f"| {ratio:.2f} x | {median([r.wall for r in f.oneshot]):.1f} s | {plain:.2f} x |"
         )
     answers = [r for f in all_figures for r in (*f.second, *f.noop) if r.agrees is not None]
     agreed = sum(1 for r in answers if r.agrees)

@@ -22,6 +22,7 @@ from test_pipeline import (
 )
 
 from runner.config import Settings
+from runner.core.maprecording import Caller
 from runner.environments.images import BaseImage
 from runner.models import FixJob, SuiteRun, Verdict
 from runner.verify.pipeline import Runtime, verify
@@ -91,13 +92,24 @@ def warm(runtime: Runtime, project: Project) -> Verdict:
 
 
 def _verify(
-    runtime: Runtime, project: Project, files: dict[str, str | None], **job: object
+    runtime: Runtime,
+    project: Project,
+    files: dict[str, str | None],
+    caller: Caller = "service",
+    record_map: bool = False,
+    **job: object,
 ) -> Verdict:
+    """One job; by default as the service runs it (whose baselines record the map)."""
     lines: list[tuple[str, str]] = []
     # no fail-to-pass test is needed: these candidates only exercise the selection
     job.setdefault("policy", "lenient")
     fix = FixJob(repo=str(project.repo), patch=project.diff(files), **job)  # type: ignore[arg-type]
-    verdict = validated(verify(fix, runtime, lambda p, m: lines.append((p, m))), runtime)
+
+    def progress(phase: str, message: str) -> None:
+        lines.append((phase, message))
+
+    verdict = verify(fix, runtime, progress, caller=caller, record_map=record_map)
+    validated(verdict, runtime)
     assert verdict.early is not None
     # the progress stream carries the same early answer the verdict records
     assert ("early", verdict.early.answer) in lines
@@ -115,6 +127,8 @@ def test_first_run_has_no_map_and_selects_everything(warm: Verdict, runtime: Run
     assert warm.early.selection == "all" and warm.early.selected == 0
     assert "no per-test map for this commit yet" in warm.early.reason
     assert _recorded_map(runtime, warm)
+    assert warm.early.testmap is not None and warm.early.testmap.recorded
+    assert "the service verifies later candidates" in warm.early.testmap.reason
 
 
 def test_a_change_to_one_module_selects_the_tests_that_execute_it(
@@ -153,6 +167,8 @@ def test_a_conftest_change_selects_everything(
     assert verdict.early.selected == 0
     # its baseline ran afresh (the conftest change is in it) without recording the map again
     assert "baseline" in verdict.timings and not _recorded_map(runtime, verdict)
+    assert verdict.early.testmap is not None and not verdict.early.testmap.recorded
+    assert verdict.early.testmap.reason.startswith("not needed: an earlier baseline")
 
 
 BROKEN_AREA = {"shapes/area.py": AREA.replace("side * side", "side + side")}

@@ -7,8 +7,14 @@ tests/test_affected.py for the same rules end to end in the sandbox).
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 
+import pytest
+
+from runner.config import load_settings
+from runner.config.sections import RecordMap
 from runner.core.affected import TestMap, select_tests, touched_lines
+from runner.core.maprecording import Caller, map_outcome, plan_baseline, plan_map
 from runner.core.patch import parse_patch
 from runner.core.paths import DEFAULT_TEST_GLOBS
 from runner.models import SuiteRun, TestResult
@@ -72,3 +78,74 @@ def test_a_changed_test_file_runs_whole_and_no_map_means_everything() -> None:
     assert _select(diff)[:3] == (False, [], ["tests/test_perimeter.py"])
     chosen = select_tests(parse_patch(diff), None, BASELINE, [], list(DEFAULT_TEST_GLOBS))
     assert chosen.everything and "no per-test map" in chosen.reason
+    # a baseline that could record no map leaves an empty one: everything, and why
+    empty = TestMap(monitor="none")
+    chosen = select_tests(parse_patch(diff), empty, BASELINE, [], list(DEFAULT_TEST_GLOBS))
+    assert chosen.everything and "maps no test" in chosen.reason
+
+
+# --------------------------------------------------------------- when the map is recorded
+
+
+@pytest.mark.parametrize(
+    ("setting", "caller", "asked", "wanted"),
+    [
+        ("auto", "one-shot", False, False),
+        ("auto", "fix-loop", False, True),
+        ("auto", "service", False, True),
+        ("auto", "one-shot", True, True),
+        ("never", "fix-loop", False, False),
+        ("never", "service", False, False),
+        ("never", "one-shot", True, True),  # the command line's explicit ask wins
+        ("always", "one-shot", False, True),
+    ],
+)
+def test_the_setting_and_the_caller_decide_whether_the_map_is_wanted(
+    setting: RecordMap, caller: Caller, asked: bool, wanted: bool
+) -> None:
+    plan = plan_map(setting, caller, asked)
+    assert plan.wanted is wanted
+    assert plan.reason
+
+
+def test_auto_is_the_default_and_says_how_to_ask_for_the_map(tmp_path: Path) -> None:
+    empty = tmp_path / "runner.toml"
+    empty.write_text("", encoding="utf-8")
+    assert load_settings(empty, environ={}).affected.record_map == "auto"
+    never = load_settings(empty, environ={"RUNNER_AFFECTED__RECORD_MAP": "never"})
+    assert never.affected.record_map == "never"
+    settings = load_settings(empty, environ={})
+    reason = plan_map(settings.affected.record_map, "one-shot", False).reason
+    assert "one-shot" in reason and "--record-map" in reason
+
+
+def test_a_cached_baseline_is_reused_while_the_map_is_not_wanted() -> None:
+    unwanted = plan_map("auto", "one-shot", False)
+    plan = plan_baseline(unwanted, baseline_cached=True, map_cached=False)
+    assert not plan.run and not plan.with_map
+    fresh = plan_baseline(unwanted, baseline_cached=False, map_cached=False)
+    assert fresh.run and not fresh.with_map
+
+
+def test_a_cached_baseline_without_the_map_runs_again_once_the_map_is_wanted() -> None:
+    wanted = plan_map("auto", "fix-loop", False)
+    again = plan_baseline(wanted, baseline_cached=True, map_cached=False)
+    assert again.run and again.with_map
+    outcome = map_outcome(wanted, again, recorded=True, valid=True)
+    assert outcome.recorded and "ran again" in outcome.reason
+    # once the commit has its map, neither a cached nor a fresh baseline records it again
+    assert not plan_baseline(wanted, baseline_cached=True, map_cached=True).run
+    fresh = plan_baseline(wanted, baseline_cached=False, map_cached=True)
+    assert fresh.run and not fresh.with_map
+    said = map_outcome(wanted, fresh, recorded=False, valid=True)
+    assert not said.recorded and said.reason.startswith("not needed")
+
+
+def test_the_verdict_says_why_a_wanted_map_was_not_recorded() -> None:
+    wanted = plan_map("always", "one-shot", False)
+    plan = plan_baseline(wanted, baseline_cached=False, map_cached=False)
+    invalid = map_outcome(wanted, plan, recorded=False, valid=False)
+    assert not invalid.recorded and invalid.reason.endswith("the baseline run was not valid")
+    unwanted = plan_map("never", "service", False)
+    said = map_outcome(unwanted, plan_baseline(unwanted, False, False), False, True)
+    assert said.reason == "not recorded: affected.record_map = never"

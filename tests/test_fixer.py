@@ -357,6 +357,11 @@ def test_wrong_fix_is_rejected_then_the_feedback_leads_to_a_verified_fix(
     assert code == 0
     first = result.attempts[0]
     assert any(r.startswith("no_regressions") for r in first.reasons)
+    # the attempts are candidates on one commit: the first one's baseline records the
+    # per-test map (a one-shot verify-patch would not), the second selects from it
+    notes = [a.verdict.early.testmap for a in result.attempts if a.verdict and a.verdict.early]
+    assert notes[0] is not None and notes[0].recorded and "fix loop" in notes[0].reason
+    assert notes[1] is not None and notes[1].reason.startswith("not needed"), notes[1]
     assert any(r.startswith("lint") and "F401" in r for r in first.reasons)
     assert result.repro is not None and result.repro.command == "python scripts/seed_db.py"
 

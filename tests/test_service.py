@@ -110,8 +110,10 @@ def test_the_job_log_carries_the_early_answer_of_the_affected_tests(
     # a module that never runs calc.py)
     three = make_calc_repo(tmp_path_factory.mktemp("calc-three") / "repo", slow_seconds=0)
     first = client.submit(_job(three))
-    client.wait(first.id, timeout=240)
+    recorded = client.wait(first.id, timeout=240).early
     assert " early     none (no per-test map for this commit yet" in client.logs(first.id)
+    # the service's jobs record the map ([affected] record_map = "auto"), the CLI's would not
+    assert recorded is not None and recorded.testmap is not None and recorded.testmap.recorded
     second = client.submit(_job(three))
     verdict = client.wait(second.id, timeout=240)
     assert verdict.status == "verified", verdict.summary

@@ -86,6 +86,12 @@ def _verify_parser() -> argparse.ArgumentParser:
         default="rejected",
         help="never: a rejected verdict exits 0 (an error still exits 2)",
     )
+    parser.add_argument(
+        "--record-map",
+        action="store_true",
+        help="record the commit's per-test map with the baseline, for later candidates on "
+        "the same commit (slower first baseline; default: [affected] record_map)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every step on stderr")
     return parser
 
@@ -164,7 +170,13 @@ def _verify_patch(argv: Sequence[str] | None) -> int:
 
     with PhaseProgress(stderr.console) as progress:
         verdict = interruptible(
-            lambda cancel: verify(job, runtime, until_cancelled(progress, cancel), cancel),
+            lambda cancel: verify(
+                job,
+                runtime,
+                until_cancelled(progress, cancel),
+                cancel,
+                record_map=args.record_map,
+            ),
             runtime,
             str(job.job_id),
         )

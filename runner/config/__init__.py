@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from runner.config.sections import (
+    AffectedSettings,
     EngineSettings,
     ImageSettings,
     PathSettings,
@@ -37,6 +38,7 @@ from runner.models import Limits, Model
 __all__ = [
     "DEFAULT_CONFIG_NAME",
     "ENV_PREFIX",
+    "AffectedSettings",
     "CelerySettings",
     "EngineSettings",
     "FixerSettings",
@@ -72,6 +74,7 @@ class Settings(Model):
     paths: PathSettings = Field(default_factory=PathSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
+    affected: AffectedSettings = Field(default_factory=AffectedSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     celery: CelerySettings = Field(default_factory=CelerySettings)
     fixer: FixerSettings = Field(default_factory=FixerSettings)

@@ -133,3 +133,17 @@ class WorkspaceSettings(Model):
     git_low_speed_bytes: int = Field(
         default=1000, ge=1, description="Bytes per second under which a transfer is slow."
     )
+
+
+RecordMap = Literal["auto", "always", "never"]
+
+
+class AffectedSettings(Model):
+    """Affected tests first: when a baseline records the per-test map they are chosen from."""
+
+    record_map: RecordMap = Field(
+        default="auto",
+        description="auto: only where a later candidate on the same commit is likely (the "
+        "fix loop, the service and its workers), not a one-shot verify-patch or the GitHub "
+        "Action; always; never. The map slows the commit's first baseline run.",
+    )

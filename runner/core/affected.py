@@ -121,8 +121,10 @@ def select_tests(
     test_globs: list[str],
 ) -> Selection:
     """The affected tests of ``changes`` from the baseline's map, or everything, and why."""
-    if testmap is None or not testmap.tests:
+    if testmap is None:
         return Selection(everything=True, reason="no per-test map for this baseline yet")
+    if not testmap.tests:
+        return Selection(everything=True, reason="this commit's per-test map maps no test")
     reached = testmap.reached()
     known = set().union(*reached.values()) if reached else set()
     touched = touched_lines(patch.text)

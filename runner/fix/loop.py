@@ -362,7 +362,10 @@ def _verify(
     )
     loop.progress("verify", f"attempt {attempt.number}: verifying the candidate in the sandbox")
     # fail_fast by default here: a rejected attempt's early answer is enough to ask again
-    verdict = verify(job, loop.runtime, loop.progress, loop.cancel, fail_fast=True)
+    # the later attempts are candidates on the same commit: their baseline records the map
+    verdict = verify(
+        job, loop.runtime, loop.progress, loop.cancel, fail_fast=True, caller="fix-loop"
+    )
     baseline, candidate = _job_files(loop.runtime, verdict.job_id)
     loop.baselines[attempt.number] = baseline
     return verdict, candidate

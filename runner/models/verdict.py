@@ -111,6 +111,19 @@ class PatchCoverage(Model):
         return text
 
 
+class MapRecording(Model):
+    """Whether this job's baseline recorded the commit's per-test map, and why (additive)."""
+
+    recorded: bool = Field(
+        description="This job's baseline ran with the per-test map and cached it for the "
+        "commit (that run is slower: a hook on every call)."
+    )
+    reason: str = Field(
+        description="Why it was or was not recorded (the [affected] record_map setting, the "
+        "caller, --record-map, a map already cached), for a person."
+    )
+
+
 class EarlyAnswer(Model):
     """The affected tests run first in the candidate tree, and what they said (additive)."""
 
@@ -148,6 +161,11 @@ class EarlyAnswer(Model):
         default=None,
         description="Whether the early answer (pass or fail) matched the final status; None "
         "when nothing ran early or the verdict is an error.",
+    )
+    testmap: MapRecording | None = Field(
+        default=None,
+        description="Whether this job recorded the per-test map that later candidates on "
+        "the commit select from (additive); None when the job ended before its runs.",
     )
 
 

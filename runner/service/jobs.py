@@ -42,7 +42,8 @@ OnFinished = Callable[[JobRecord, float], None]
 
 def run_job(job: FixJob, runtime: Runtime, progress: Progress, cancel: threading.Event) -> Verdict:
     """One job's whole work: the pipeline, and a cancelled verdict if it was cancelled."""
-    verdict = verify(job, runtime, progress=progress, cancel=cancel)
+    # later jobs on the same commit are likely: the baseline records the per-test map
+    verdict = verify(job, runtime, progress=progress, cancel=cancel, caller="service")
     if cancel.is_set():
         _sweep(runtime, verdict.job_id)
         verdict = cancelled_verdict(verdict)

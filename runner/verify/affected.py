@@ -1,7 +1,8 @@
 """Affected tests first: the baseline's per-test map cached, the early run, the early answer.
 
-The baseline run carries ``--fixrunner-testmap`` (the harness then records which of the
-tree's files each test executes); its map is cached beside the baseline. With a cached
+A baseline run carries ``--fixrunner-testmap`` when the job wants the commit's map and it
+is not cached yet (runner/core/maprecording.py decides; the harness then records which of
+the tree's functions each test executes); the map is cached per commit. With a cached
 baseline and its map, the candidate's changed files select the affected tests, which run
 in their own copy of the candidate tree beside the full suite. Their result is the early
 answer: a progress line (``early: …``, in the CLI's stream and the service's job log) and
@@ -23,6 +24,7 @@ import structlog
 
 from runner.common.files import read_regular
 from runner.core.affected import Selection, TestMap, early_answer, read_testmap, select_tests
+from runner.core.maprecording import BaselinePlan, map_outcome, plan_baseline
 from runner.core.paths import is_test_path
 from runner.core.suite import compare
 from runner.errors import SandboxError
@@ -38,8 +40,9 @@ from runner.workspace.trees import copy_tree
 __all__ = [
     "TESTMAP_OPTION",
     "Early",
+    "baseline_plan",
     "compare_early",
-    "map_args",
+    "note_map",
     "record_testmap",
     "start_early",
 ]
@@ -76,18 +79,21 @@ def job_test_files(state: Job, parsed: ParsedPatch) -> set[str]:
 
 def record_testmap(
     state: Job, runtime: Runtime, command: list[str], baseline: SuiteRun, parsed: ParsedPatch
-) -> None:
+) -> bool:
     """Cache the map a fresh, valid baseline run recorded (its stream is already checked).
 
     Tests in the files this job's patches change are left out: they are this job's, and
-    may not exist for the next candidate on the same commit.
+    may not exist for the next candidate on the same commit. True when a map was cached;
+    a valid run that gave none caches an empty one, so later jobs that want the map do
+    not run the baseline again for a map it cannot give (they select everything).
     """
     if not baseline.valid:
-        return
+        return False
     data = read_regular(state.folder / "harness" / "baseline.jsonl", STREAM_MAX_BYTES)
     testmap = read_testmap(data) if data is not None else None
+    recorded = testmap is not None
     if testmap is None:
-        return
+        testmap = TestMap(monitor="none")
     own = job_test_files(state, parsed)
     keep = {t: f for t, f in testmap.tests.items() if t.split("::", 1)[0] not in own}
     outcomes = {t: r for t, r in baseline.tests.items() if t.split("::", 1)[0] not in own}
@@ -96,12 +102,23 @@ def record_testmap(
         baseline=baseline.model_copy(update={"tests": outcomes, "collection_errors": []}),
     )
     store_text(runtime, f"{map_key(state, command)}.testmap.json", entry.model_dump_json())
+    return recorded
 
 
-def map_args(state: Job, runtime: Runtime, command: list[str]) -> list[str]:
-    """The baseline's extra pytest arguments: the map's switch while the commit has none."""
-    # recorded once per commit: the map's trace costs the baseline run time
-    return [] if load_testmap(state, runtime, command) is not None else [TESTMAP_OPTION]
+def baseline_plan(
+    state: Job, runtime: Runtime, command: list[str], cached: SuiteRun | None
+) -> BaselinePlan:
+    """Whether the baseline runs, and with the map's switch (recorded once per commit)."""
+    mapped = load_testmap(state, runtime, command) is not None
+    return plan_baseline(state.map_plan, cached is not None, mapped)
+
+
+def note_map(state: Job, plan: BaselinePlan, recorded: bool, valid: bool) -> None:
+    """Say in the verdict's ``early`` section whether this job recorded the map, and why."""
+    if state.early is None:
+        return
+    outcome = map_outcome(state.map_plan, plan, recorded, valid)
+    state.early = state.early.model_copy(update={"testmap": outcome})
 
 
 def load_testmap(state: Job, runtime: Runtime, command: list[str]) -> MapCache | None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from runner.core.maprecording import MapPlan
 from runner.core.policy import Policy
 from runner.core.testfiles import UnittestFiles
 from runner.environments.imagebuild import EnvImage
@@ -52,6 +53,8 @@ class Job:
     fail_fast: bool = False
     early: EarlyAnswer | None = None
     unittest_files: UnittestFiles = field(default_factory=UnittestFiles)
+    # whether this job's baseline should record the commit's per-test map (verify decides)
+    map_plan: MapPlan = field(default_factory=lambda: MapPlan(False, "not decided"))
 
     @property
     def candidate_deadline(self) -> CandidateDeadline:

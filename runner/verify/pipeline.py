@@ -21,6 +21,7 @@ from pathlib import Path
 import structlog
 
 from runner.common.logs import bind_job, unbind_job
+from runner.core.maprecording import Caller, plan_map
 from runner.core.patch import parse_patch, split_test_part
 from runner.core.policy import load_policy
 from runner.core.repro import (
@@ -45,7 +46,14 @@ from runner.models import (
     Verdict,
 )
 from runner.sandbox.docker import hand_over
-from runner.verify.affected import compare_early, map_args, record_testmap, start_early
+from runner.verify.affected import (
+    TESTMAP_OPTION,
+    baseline_plan,
+    compare_early,
+    note_map,
+    record_testmap,
+    start_early,
+)
 from runner.verify.caches import (
     baseline_key,
     load_baseline,
@@ -102,11 +110,15 @@ def verify(
     cancel: threading.Event | None = None,
     *,
     fail_fast: bool = False,
+    caller: Caller = "one-shot",
+    record_map: bool = False,
 ) -> Verdict:
     """Verify one candidate patch; always returns a verdict, also written to the job folder.
 
     ``fail_fast`` is the caller's default for the policy's key of that name: a failure
-    among the affected tests, run first, then ends the job ``rejected`` early.
+    among the affected tests, run first, then ends the job ``rejected`` early. ``caller``
+    and ``record_map`` (``--record-map``) decide with ``[affected] record_map`` whether
+    the baseline records the commit's per-test map for later candidates.
     """
     job_id = job.job_id or new_job_id()
     bind_job(job_id)
@@ -121,6 +133,7 @@ def verify(
     state = Job(job=job, job_id=job_id, folder=folder, policy=policy, progress=progress)
     state.started = started
     state.fail_fast = fail_fast if policy.fail_fast is None else policy.fail_fast
+    state.map_plan = plan_map(runtime.settings.affected.record_map, caller, record_map)
     trees = folder / "trees"
     stop, expired, done = threading.Event(), threading.Event(), threading.Event()
     watcher = threading.Thread(
@@ -369,9 +382,10 @@ def _runs(
             )
             for side, tree in zip(("baseline", "candidate"), trees_for_repro, strict=False)
         ]
-        baseline_future = None
-        if cached is None:
-            mapping = map_args(state, runtime, command)
+        baseline_future, recorded, ran_valid = None, False, True
+        plan = baseline_plan(state, runtime, command, cached)
+        if plan.run:
+            mapping = [TESTMAP_OPTION] if plan.with_map else []
             baseline_future = pool.submit(
                 timed,
                 state,
@@ -402,9 +416,15 @@ def _runs(
             baseline = baseline_future.result()
             # learned now: shortens the candidate's runs still going (the watchdog asks)
             state.candidate_deadline.learn(baseline)
+            ran_valid = baseline.valid
             if baseline.valid:
                 store_baseline(runtime, key, baseline)
-                record_testmap(state, runtime, command, baseline, parsed)
+                recorded = plan.with_map and record_testmap(
+                    state, runtime, command, baseline, parsed
+                )
+            elif cached is not None:
+                # it ran again only for the map: the cached run still stands
+                baseline, state.baseline_cached = cached, True
         else:
             assert cached is not None
             baseline = cached
@@ -412,6 +432,7 @@ def _runs(
             state.progress("baseline", "baseline results reused from the cache")
         if first.future is None:
             state.early = first.answer(state, runtime, command, cancel)
+        note_map(state, plan, recorded, ran_valid)
         try:
             candidate = candidate_future.result()
         except SandboxError:

@@ -4,20 +4,26 @@ Loaded by ``fixrunner_harness`` only when the runner passes ``--fixrunner-testma
 baseline run), so the candidate's runs never carry it. Per test (set-up, call and
 tear-down) it collects every code object started under the work tree (recorded as its
 file and line span): with ``sys.monitoring`` where the Python has it (3.12+; each code
-object reports once per test, then is disabled until the next test), else with a
-global trace function that sees call events and traces no frame further. At the end of the session
+object reports once per test, then is disabled until the next test; with no free tool
+id no test is mapped), else with the C profiler behind cProfile (``_lsprof``, no
+sub-call bookkeeping, builtins ignored), enabled only while a test runs and read once at
+its end: no Python call per event, and collection and reporting between tests run
+unhooked (the map's extra CPU fell by 40-46 % against a session-long Python trace
+function; docs/benchmarks.md). Threads a test starts get a Python trace function that
+sees call events and traces no frame further. At the end of the session
 it adds each tree module's direct dependencies (the tree modules its import statements
 name, so a change to a constant counts for the code reading it) and hands one
 ``testmap`` record to the harness's signed stream.
 
-It only observes: nothing it does changes what a test sees, apart from a trace function
-being set on Pythons without ``sys.monitoring`` (a test that installs its own, as coverage
-does, is left out of the map, so the runner selects it whatever changes; the hook is
-set again for the next test).
+It only observes: nothing it does changes what a test sees, apart from a profile function
+(and a trace function for new threads) being set on Pythons without ``sys.monitoring``
+(a test that replaces the profile function, as a profiler would, is left out of the map,
+so the runner selects it whatever changes; the hook is set again for the next test).
 """
 
 from __future__ import annotations
 
+import _lsprof
 import ast
 import dis
 import importlib.util
@@ -51,6 +57,8 @@ class TestMap:
         self._keep: list[types.CodeType] = []  # outside codes stay alive: ids stay theirs
         self._tests: dict[str, tuple[list[types.CodeType], str]] = {}
         self._tool: int | None = None
+        self._profiler: typing.Any = None  # _lsprof.Profiler before 3.12
+        self._monitor = "lsprof"
         # typed loosely: the checker's Python (3.11) has no sys.monitoring
         self._monitoring: typing.Any = getattr(sys, "monitoring", None)
         self._start()
@@ -65,10 +73,16 @@ class TestMap:
                     monitoring.register_callback(tool, monitoring.events.PY_START, self._on_start)
                     monitoring.set_events(tool, monitoring.events.PY_START)
                     self._tool = tool
+                    self._monitor = "sys.monitoring"
                     return
-        # a global trace function sees only call events, and returning None leaves each
-        # frame untraced: a quarter of a profile hook's events (no returns, no C calls)
-        sys.settrace(self._on_call)
+            # every free tool id taken (the suite monitors itself): no test is mapped, so
+            # the runner selects every test whatever changes
+            self._monitor = "none"
+            return
+        # cProfile's C core: no Python call per event; no caller/callee pairs, no builtins
+        self._profiler = _lsprof.Profiler(subcalls=False, builtins=False)
+        # a thread a test starts: a trace function on call events only (returning None
+        # leaves each frame untraced)
         threading.settrace(self._on_call)
 
     def _see(self, code: types.CodeType) -> None:
@@ -93,14 +107,27 @@ class TestMap:
     def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
         """Collect what set-up, call and tear-down of ``item`` execute."""
         self._current = {}
+        profiler = self._profiler
         if self._tool is not None:
             self._monitoring.restart_events()
+        elif profiler is not None:
+            profiler.clear()
+            profiler.enable()
         yield
-        if self._tool is None and sys.gettrace() != self._on_call:
-            # replaced by the test (a debugger, coverage): what it ran is unknown
-            sys.settrace(self._on_call)
+        if self._tool is None and profiler is None:
+            return  # nothing watched this test: left out of the map
+        if profiler is not None:
+            replaced = sys.getprofile() is not profiler
+            profiler.disable()
+            if not replaced:
+                for entry in profiler.getstats():
+                    if isinstance(entry.code, types.CodeType):  # else a builtin's name
+                        self._see(entry.code)
+            profiler.clear()
             threading.settrace(self._on_call)
-            return
+            if replaced:
+                # replaced by the test (a profiler): what it ran is unknown
+                return
         path = str(getattr(item, "path", "") or "")
         self._tests[item.nodeid] = (list(self._current.values()), path)
 
@@ -143,7 +170,7 @@ class TestMap:
             deps={str(k): v for k, v in deps.items() if v},
             units=spans,
             functions=functions,
-            monitor="sys.monitoring" if self._tool is not None else "settrace",
+            monitor=self._monitor,
         )
 
     def _stop(self) -> None:
@@ -151,8 +178,9 @@ class TestMap:
             self._monitoring.set_events(self._tool, 0)
             self._monitoring.free_tool_id(self._tool)
             self._tool = None
-        elif sys.gettrace() == self._on_call:
-            sys.settrace(None)
+        elif self._profiler is not None:
+            self._profiler.disable()
+            self._profiler = None
             threading.settrace(None)
 
 
