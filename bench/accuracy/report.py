@@ -109,6 +109,14 @@ def render(cases: list[Case], results: dict[str, dict[str, Any]], note: str = ""
                     f"; on Python {first.get('python', '3.11')} it found"
                     f" {len(first['fail_to_pass'])}, but the runner chose {python}"
                 )
+        elif isinstance(result.get("timeout_note"), dict):
+            note = result["timeout_note"]
+            why = (
+                f"not graded: the {note.get('way', '?')} way ended `{note.get('summary', '')}`"
+                f" after {note.get('seconds', '?')} s; the suite does not fit the default"
+                " policy's test limit on this shared machine, and the remaining ways were"
+                " not run"
+            )
         else:
             why = "verify-patch runs not finished"
         out.append(f"- {case.id}: {why}")
