@@ -165,7 +165,7 @@ class EarlyAnswer(Model):
     testmap: MapRecording | None = Field(
         default=None,
         description="Whether this job recorded the per-test map that later candidates on "
-        "the commit select from (additive); None when the job ended before its runs.",
+        "the commit select from (additive); None when the job ended before its runs finished.",
     )
 
 

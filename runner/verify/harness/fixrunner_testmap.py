@@ -6,14 +6,14 @@ tear-down) it collects every code object started under the work tree (recorded a
 file and line span): with ``sys.monitoring`` where the Python has it (3.12+; each code
 object reports once per test, then is disabled until the next test; with no free tool
 id no test is mapped), else with the C profiler behind cProfile (``_lsprof``, no
-sub-call bookkeeping, builtins ignored), enabled only while a test runs and read once at
-its end: no Python call per event, and collection and reporting between tests run
-unhooked (the map's extra CPU fell by 40-46 % against a session-long Python trace
-function; docs/benchmarks.md). Threads a test starts get a Python trace function that
-sees call events and traces no frame further. At the end of the session
-it adds each tree module's direct dependencies (the tree modules its import statements
-name, so a change to a constant counts for the code reading it) and hands one
-``testmap`` record to the harness's signed stream.
+sub-call bookkeeping, builtins ignored), enabled only during each test's runtest
+protocol and read once at its end: no Python call per event, and collection and the
+session's start and end run unhooked (the map's extra CPU fell by 40-46 % against a
+session-long Python trace function; docs/benchmarks.md). Threads a test starts get a
+Python trace function that sees call events and traces no frame further. At the end of
+the session it adds each tree module's direct dependencies (the tree modules its import
+statements name, so a change to a constant counts for the code reading it) and hands
+one ``testmap`` record to the harness's signed stream.
 
 It only observes: nothing it does changes what a test sees, apart from a profile function
 (and a trace function for new threads) being set on Pythons without ``sys.monitoring``
