@@ -14,6 +14,7 @@ from runner.environments.images import BaseImage, ensure_base_image
 from runner.errors import EngineUnavailableError
 from runner.sandbox.engine import connect
 from runner.sandbox.labels import LABEL_OWNER
+from runner.verify.runtime import Runtime
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # One owner label per test session: concurrent sessions never judge or remove each
@@ -51,6 +52,19 @@ def settings(tmp_path: Path) -> Settings:
 def base_image(docker_client: docker.DockerClient) -> BaseImage:
     """The sandbox base image, built once per machine (about a minute the first time)."""
     return ensure_base_image(docker_client, load_settings(REPO_ROOT / "runner.toml", environ={}))
+
+
+@pytest.fixture(scope="module")
+def module_runtime(
+    tmp_path_factory: pytest.TempPathFactory,
+    base_image: BaseImage,
+    docker_client: docker.DockerClient,
+    request: pytest.FixtureRequest,
+) -> Runtime:
+    """A runtime with a private state dir for one test module, its owner named after it."""
+    name = request.module.__name__.removeprefix("test_").replace("_", "-")
+    state = tmp_path_factory.mktemp("state")
+    return Runtime.start(make_settings(state, f"{TEST_INSTANCE}-{name}"))
 
 
 @pytest.fixture(autouse=True)

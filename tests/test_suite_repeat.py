@@ -6,14 +6,11 @@ the pipeline's repeat, end to end with the real engine, is at the end of the fil
 
 from __future__ import annotations
 
-import docker
 import pytest
-from conftest import TEST_INSTANCE, make_settings
 from test_pipeline import Content, Project, checks, failed, validated
 from test_policy import check, evidence, suite
 
 from runner.core.suite import apply_reruns, apply_suite_repeat, compare, repeat_reason
-from runner.environments.images import BaseImage
 from runner.models import Comparison, FixJob, SuiteRun, Verdict
 from runner.verify.pipeline import Progress, Runtime, new_job_id, verify
 
@@ -166,13 +163,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 
 @pytest.fixture(scope="module")
-def runtime(
-    tmp_path_factory: pytest.TempPathFactory,
-    base_image: BaseImage,
-    docker_client: docker.DockerClient,
-) -> Runtime:
-    state = tmp_path_factory.mktemp("state")
-    return Runtime.start(make_settings(state, f"{TEST_INSTANCE}-suite-repeat"))
+def runtime(module_runtime: Runtime) -> Runtime:
+    return module_runtime
 
 
 def verify_with(runtime: Runtime, project: Project, patch: str, progress: Progress) -> Verdict:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import docker
 import pytest
-from conftest import TEST_INSTANCE, make_settings
 from test_pipeline import (
     FIXED_OPS,
     OPS,
@@ -29,12 +27,9 @@ from runner.core.testfiles import (
     defines_tests,
     only_unittest_finds,
 )
-from runner.environments.images import BaseImage
 from runner.models import FixJob, SuiteRun, Verdict
 from runner.verify.pipeline import Runtime, verify
 from runner.verify.testfiles import collect_args, find_unittest_files
-
-INSTANCE = f"{TEST_INSTANCE}-unittest-files"
 
 UNITTEST_SUITE = """\
 import unittest
@@ -218,12 +213,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 
 @pytest.fixture(scope="module")
-def runtime(
-    tmp_path_factory: pytest.TempPathFactory,
-    base_image: BaseImage,
-    docker_client: docker.DockerClient,
-) -> Runtime:
-    return Runtime.start(make_settings(tmp_path_factory.mktemp("state"), INSTANCE))
+def runtime(module_runtime: Runtime) -> Runtime:
+    return module_runtime
 
 
 @pytest.fixture
