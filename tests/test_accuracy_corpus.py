@@ -150,9 +150,12 @@ def test_a_fix_is_right_only_when_verified_with_exactly_the_bare_ids() -> None:
     assert not grade(case, way("fix", "error")).right
 
 
-def test_a_noop_is_right_only_when_rejected() -> None:
+def test_a_noop_is_right_only_when_rejected_because_the_bug_still_shows() -> None:
     case = make_case()
-    assert grade(case, way("noop", "rejected")).right
+    assert grade(case, way("noop", "rejected", failed=["reproduced"])).right
+    assert grade(case, way("noop", "rejected", failed=["reproduced", "lint"])).right
+    assert not grade(case, way("noop", "rejected", failed=["lint"])).right
+    assert not grade(case, way("noop", "rejected")).right
     assert not grade(case, way("noop", "verified")).right
     assert not grade(case, way("noop", "error")).right
 
@@ -169,7 +172,7 @@ def test_totals_count_false_verified_and_the_median_cold_build() -> None:
     case = make_case()
     rows = {
         "one": [(r, grade(case, r)) for r in (way("fix", "rejected"), way("noop", "verified"))],
-        "two": [(r, grade(case, r)) for r in (way("noop", "rejected"),)],
+        "two": [(r, grade(case, r)) for r in (way("noop", "rejected", failed=["reproduced"]),)],
     }
     t = totals(rows, {"one": 10.0, "two": 30.0, "three": 0.0})
     assert (t.cases, t.verdicts, t.right, t.false_verified) == (2, 3, 1, 1)
@@ -185,7 +188,7 @@ def test_the_report_names_every_miss_with_its_class() -> None:
             "cold_build_s": 42.0,
             "ways": {
                 "fix": way("fix", "rejected").model_dump() | {"summary": "rejected: `flaky`"},
-                "noop": way("noop", "rejected").model_dump(),
+                "noop": way("noop", "rejected", failed=["reproduced"]).model_dump(),
                 "combined": way("combined", "verified").model_dump(),
             },
         }

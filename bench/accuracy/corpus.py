@@ -214,7 +214,8 @@ class Grade(Model):
 def grade(case: Case, result: WayResult) -> Grade:
     """Judge one verdict against the bare truth.
 
-    fix: verified with exactly the bare fail-to-pass ids; noop: rejected; combined:
+    fix: verified with exactly the bare fail-to-pass ids; noop: rejected by `reproduced`;
+    combined:
     verified, or rejected only because the tests were weakened (upstream edited asserts).
     """
     if result.way == "fix":
@@ -224,8 +225,12 @@ def grade(case: Case, result: WayResult) -> Grade:
             return Grade(right=False, reason="verified with other fail-to-pass ids")
         return Grade(right=True)
     if result.way == "noop":
-        if result.status == "rejected":
+        # rejected for another reason (lint, a broken run) would be right by luck: the
+        # no-op must be turned away because the bug still shows
+        if result.status == "rejected" and "reproduced" in result.failed_checks:
             return Grade(right=True)
+        if result.status == "rejected":
+            return Grade(right=False, reason="no-op rejected, but not by `reproduced`")
         return Grade(right=False, reason=f"no-op {result.status}")
     if result.status == "verified":
         return Grade(right=True)
