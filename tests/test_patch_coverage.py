@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from runner.core.comparison import compare
 from runner.core.grading import grade
@@ -86,17 +91,34 @@ def test_executable_lines_compile_and_run_nothing() -> None:
     assert executable_lines("def (:\n") is None
 
 
-def test_the_tracer_records_only_the_named_files_per_interval(tmp_path: Path) -> None:
+@pytest.fixture
+def tracing() -> Any:
+    """The harness's tracer module, loaded from its file as the sandbox loads it."""
     spec = importlib.util.spec_from_file_location(
         "trace_under_test", HARNESS_SOURCE / "fixrunner_trace.py"
     )
     assert spec is not None and spec.loader is not None
-    tracing = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tracing)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def importable(folder: Path, *names: str) -> Iterator[None]:
+    """``folder``'s modules importable for the block; ``names`` forgotten after it."""
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(folder))
+        for name in names:
+            sys.modules.pop(name, None)
+
+
+def test_the_tracer_records_only_the_named_files_per_interval(tmp_path: Path, tracing: Any) -> None:
     (tmp_path / "traced.py").write_text("def f(x):\n    if x:\n        return 1\n    return 2\n")
     (tmp_path / "other.py").write_text("def g():\n    return 3\n")
-    sys.path.insert(0, str(tmp_path))
-    try:
+    with importable(tmp_path, "traced", "other"):
         import other  # type: ignore[import-not-found]
         import traced  # type: ignore[import-not-found]
 
@@ -111,24 +133,13 @@ def test_the_tracer_records_only_the_named_files_per_interval(tmp_path: Path) ->
             tracer.stop()
         assert first == {"traced.py": [1, 2, 3]}
         assert tracer.take() == {"traced.py": [1, 2, 4]}
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("traced", None)
-        sys.modules.pop("other", None)
 
 
-def test_the_tracer_allocates_nothing_a_leak_test_would_count(tmp_path: Path) -> None:
+def test_the_tracer_allocates_nothing_a_leak_test_would_count(tmp_path: Path, tracing: Any) -> None:
     # A leak test (sortedcontainers' test_ref_counts) compares len(gc.get_objects())
     # before and after: the traced re-run must see the same count as an untraced one.
-    spec = importlib.util.spec_from_file_location(
-        "trace_gc_under_test", HARNESS_SOURCE / "fixrunner_trace.py"
-    )
-    assert spec is not None and spec.loader is not None
-    tracing = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tracing)
     (tmp_path / "leaky.py").write_text("def f(x):\n    y = x + 1\n    return y\n")
-    sys.path.insert(0, str(tmp_path))
-    try:
+    with importable(tmp_path, "leaky"):
         import leaky  # type: ignore[import-not-found]
 
         tracer = tracing.LineTracer(str(tmp_path), ["leaky.py"])
@@ -146,6 +157,3 @@ def test_the_tracer_allocates_nothing_a_leak_test_would_count(tmp_path: Path) ->
             tracer.stop()
         assert after == before
         assert taken == {"leaky.py": [1, 2, 3]}
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("leaky", None)

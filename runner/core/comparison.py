@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 
 from runner.models import (
     Comparison,
@@ -120,6 +121,13 @@ def _transition(before: str, after: str) -> str | None:
 FIX_MODULE_RERUN_MAX = 1000
 
 
+def fix_rerun_unit(test_id: str, module_sizes: Mapping[str, int]) -> str:
+    """What re-runs a fix's test: its module when that holds at most FIX_MODULE_RERUN_MAX
+    tests (``module_sizes``: tests per module), else the test's own id."""
+    module = test_id.split("::", 1)[0]
+    return module if 0 < module_sizes.get(module, 0) <= FIX_MODULE_RERUN_MAX else test_id
+
+
 def rerun_selection(comparison: Comparison) -> list[str]:
     """What to re-run: each changed test's whole module (its order and neighbours).
 
@@ -128,18 +136,15 @@ def rerun_selection(comparison: Comparison) -> list[str]:
     too, when the module is not large: a test that counts objects or reads what its
     neighbours set up behaves differently alone than where it failed and passed.
     """
-    size: dict[str, int] = {}
-    for test_id in {*comparison.pass_to_pass, *comparison.changed, *comparison.still_failing}:
-        module = test_id.split("::", 1)[0]
-        size[module] = size.get(module, 0) + 1
-    modules = set()
-    for test_id in comparison.changed:
-        module = test_id.split("::", 1)[0]
-        fix = test_id in comparison.fail_to_pass
-        if not fix or size.get(module, 0) <= FIX_MODULE_RERUN_MAX:
-            modules.add(module)
-    ids = [t for t in comparison.changed if t.split("::", 1)[0] not in modules]
-    return sorted(modules | set(ids))
+    every = {*comparison.pass_to_pass, *comparison.changed, *comparison.still_failing}
+    sizes = Counter(t.split("::", 1)[0] for t in every)
+    fixes = set(comparison.fail_to_pass)
+    units = {
+        fix_rerun_unit(t, sizes) if t in fixes else t.split("::", 1)[0] for t in comparison.changed
+    }
+    modules = {u for u in units if "::" not in u}
+    # a test whose module is re-run whole needs no run of its own
+    return sorted(modules | {u for u in units if u.split("::", 1)[0] not in modules})
 
 
 def apply_reruns(

@@ -363,7 +363,8 @@ def _error_not_suppressed(evidence: Evidence, policy: Policy) -> Check:
     sources = [s for s in evidence.sources if not is_test_path(s.path, policy.test_globs)]
     # without an error report the tests are the statement of the bug (see core.suppression)
     specified = specified_errors(evidence) if not reported_types(evidence) else set()
-    found = suppressions(sources, types, frames, specified)
+    every = suppressions(sources, types, frames, specified)
+    found = [s for s in every if not s.specified]
     shown = ", ".join(types)
     if found:
         where = "; ".join(s.describe() for s in found[:5])
@@ -372,7 +373,7 @@ def _error_not_suppressed(evidence: Evidence, policy: Policy) -> Check:
             passed=False,
             detail=f"the candidate hides {shown} instead of fixing it: {where}",
         )
-    handled = [s for s in suppressions(sources, types, frames) if s not in found]
+    handled = [s for s in every if s.specified]
     if handled:
         where = "; ".join(s.describe().replace(" without re-raising", "") for s in handled[:5])
         return Check(

@@ -42,6 +42,8 @@ class Suppression:
     line: int
     function: str
     what: str
+    # the tests state this handling (see ``specified``): reported, not a finding
+    specified: bool = False
 
     def describe(self) -> str:
         """``path:line in function: what`` for a check's detail."""
@@ -67,7 +69,7 @@ def suppressions(
     ``traceback_functions`` are (repo path, function name) pairs of the error's frames;
     a deleted ``raise`` counts only in those functions (elsewhere it may be the fix).
     ``specified`` are types whose handling the tests assert: a handler that catches
-    none of the wanted types but those (and nothing broad) is not a finding.
+    none of the wanted types but those (and nothing broad) comes back ``specified``.
     """
     wanted = {name for t in error_types if t for name in _and_bases(_short(t))}
     if not wanted:
@@ -169,13 +171,15 @@ def _name(expr: ast.expr) -> str:
     return ""
 
 
-def _hides(
-    handler: _Handler, wanted: set[str], allowed: frozenset[str] | set[str] = frozenset()
-) -> bool:
+def _hidden(handler: _Handler, wanted: set[str]) -> set[str]:
+    """The wanted (or broad) types a handler catches without re-raising."""
     if handler.reraises:
-        return False
-    hidden = {t for t in handler.caught if t == _BARE or t in BROAD_TYPES or t in wanted}
-    return bool(hidden - allowed)
+        return set()
+    return {t for t in handler.caught if t == _BARE or t in BROAD_TYPES or t in wanted}
+
+
+def _hides(handler: _Handler, wanted: set[str]) -> bool:
+    return bool(_hidden(handler, wanted))
 
 
 def _added_handlers(
@@ -191,18 +195,16 @@ def _added_handlers(
     seen: Counter[tuple[str, tuple[str, ...]]] = Counter()
     found = []
     for handler in _handlers(node):
-        if not _hides(handler, wanted, allowed):
+        hidden = _hidden(handler, wanted)
+        if not hidden:
             continue
         key = (handler.kind, handler.caught)
         seen[key] += 1
         if seen[key] > before.get(key, 0):
             caught = ", ".join(t if t != _BARE else "everything (bare except)" for t in key[1])
             form = "contextlib.suppress" if handler.kind == "suppress" else "except"
-            found.append(
-                Suppression(
-                    path, handler.line, name, f"adds {form} catching {caught} without re-raising"
-                )
-            )
+            what = f"adds {form} catching {caught} without re-raising"
+            found.append(Suppression(path, handler.line, name, what, not hidden - allowed))
     return found
 
 

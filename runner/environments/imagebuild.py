@@ -242,8 +242,8 @@ class EnvBuild:
         # A project its own test tools depend on (attrs under hypothesis, pluggy under
         # pytest) arrives as a released wheel; a .pth line comes after site-packages, so
         # that release, not the tree under test, would be imported.
-        root = self.checkout.resolve()
-        name = self.env.project_name or project_name(root, read_toml(root, root / "pyproject.toml"))
+        # detection reads the name statically; the build backend's metadata when computed
+        name = self.env.project_name
         if not name:
             return
         py = f"{VENV}/bin/python"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import structlog
 
-from runner.core.comparison import FIX_MODULE_RERUN_MAX
+from runner.core.comparison import fix_rerun_unit
 from runner.core.paths import is_test_path
 from runner.core.suite import apply_reruns, apply_suite_repeat, repeat_reason, rerun_selection
 from runner.errors import (
@@ -71,13 +71,8 @@ def early_rerun_ids(state: Job, cached: SuiteRun | None) -> list[str]:
         return sorted(ids)
     # the same shape as the re-runs after the comparison (rerun_selection): a small
     # module whole, a large one by the ids
-    size = Counter(t.split("::", 1)[0] for t in cached.tests)
-    return sorted(
-        {
-            t.split("::", 1)[0] if 0 < size[t.split("::", 1)[0]] <= FIX_MODULE_RERUN_MAX else t
-            for t in ids
-        }
-    )
+    sizes = Counter(t.split("::", 1)[0] for t in cached.tests)
+    return sorted({fix_rerun_unit(t, sizes) for t in ids})
 
 
 def run_reruns(
