@@ -59,6 +59,12 @@ def cli_startup(runs: int = 7) -> list[Startup]:
     return out
 
 
+def import_cpu(runs: int = 5) -> float:
+    """Median CPU-seconds of importing what a ``verify-patch`` job loads (no job run)."""
+    code = "import runner.cli.verify, runner.cli.progress, runner.verify.pipeline"
+    return statistics.median(timed([sys.executable, "-c", code])[1] for _ in range(runs))
+
+
 def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds (the process and its waited children) and exit status."""
     started = time.monotonic()
@@ -86,6 +92,7 @@ class ContainerCpu:
         self._client = docker.from_env()
         self._instance = instance
         self._mine: dict[str, bool] = {}
+        self._phase: dict[str, str] = {}
         self._before = set(self._ids())
         self._seen: dict[str, float] = {}
         self._stop = threading.Event()
@@ -105,17 +112,27 @@ class ContainerCpu:
         """Sum over the new containers of their last sampled usage."""
         return sum(self._seen.values())
 
+    @property
+    def by_phase(self) -> dict[str, float]:
+        """The same seconds by the container's phase label (``test-env`` etc.)."""
+        out: dict[str, float] = {}
+        for container_id, seconds in self._seen.items():
+            phase = self._phase.get(container_id, "other")
+            out[phase] = out.get(phase, 0.0) + seconds
+        return out
+
     def _owned(self, container_id: str) -> bool:
         if container_id not in self._mine:
             import docker.errors
 
-            from runner.sandbox.labels import LABEL_OWNER
+            from runner.sandbox.labels import LABEL_OWNER, LABEL_PHASE
 
             try:
                 labels = self._client.api.inspect_container(container_id)["Config"]["Labels"]
             except docker.errors.DockerException:  # gone already: not counted
                 labels = {}
             self._mine[container_id] = (labels or {}).get(LABEL_OWNER) == self._instance
+            self._phase[container_id] = (labels or {}).get(LABEL_PHASE) or "other"
         return self._mine[container_id]
 
     @staticmethod

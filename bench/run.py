@@ -99,6 +99,8 @@ class Sample:
     status: str = ""
     cpu: float = 0.0  # CPU-seconds: the verify-patch process + its containers
     cpu_runner: float = 0.0  # of which the verify-patch process and its own children
+    cpu_phases: dict[str, float] = field(default_factory=dict)  # containers' by phase label
+    busy: float = 0.0  # the whole machine's busy CPU-seconds meanwhile (engine included)
 
 
 @dataclass
@@ -225,7 +227,7 @@ def verify(config: Path, repo: Path, patch: str, folder: Path) -> Sample:
         "json",
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
-    started = time.monotonic()
+    started, busy = time.monotonic(), load.cpu_busy()
     with costs.ContainerCpu() as containers:
         proc = subprocess.Popen(
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=False
@@ -235,6 +237,7 @@ def verify(config: Path, repo: Path, patch: str, folder: Path) -> Sample:
         # wait4 gives this child's own resource use: its peak RSS is the runner's memory.
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - started
+        busy = load.cpu_busy() - busy
     proc.returncode = os.waitstatus_to_exitcode(status)
     if not out.is_file():
         raise SystemExit(f"verify-patch wrote no verdict:\n{stderr.decode()[-3000:]}")
@@ -250,6 +253,8 @@ def verify(config: Path, repo: Path, patch: str, folder: Path) -> Sample:
         status=verdict["status"],
         cpu=usage.ru_utime + usage.ru_stime + containers.seconds,
         cpu_runner=usage.ru_utime + usage.ru_stime,
+        cpu_phases=containers.by_phase,
+        busy=busy,
     )
 
 
@@ -378,7 +383,23 @@ def targets(fig: Figures) -> list[tuple[str, float, float, bool]]:
     ]
     if fig.workload.cpu_target is not None:
         limit = fig.workload.cpu_target
-        out.append((f"second <= {limit:g} CPU-seconds", cpu, limit, cpu <= limit))
+        busy = median([s.busy for s in fig.second])
+        out.append(
+            (
+                f"second <= {limit:g} CPU-seconds (its processes and containers)",
+                cpu,
+                limit,
+                cpu <= limit,
+            )
+        )
+        out.append(
+            (
+                f"second <= {limit:g} CPU-seconds (machine-wide busy time)",
+                busy,
+                limit,
+                busy <= limit,
+            )
+        )
     for h in fig.hostile:
         out.append(
             (f"{h.name}: verdict <= 3 x T_baseline + 30 s", h.wall, h.limit, h.wall <= h.limit)
@@ -395,6 +416,7 @@ def render(
     runs: int,
     loads: tuple[str, str],
     startup: list[costs.Startup] | None = None,
+    import_cpu: float = 0.0,
 ) -> str:
     """The markdown of the "Verification speed" section."""
     head = " | ".join(PHASES)
@@ -438,9 +460,16 @@ def render(
         )
         runner_cpu = median([s.cpu_runner for s in fig.second])
         container_cpu = median([s.cpu - s.cpu_runner for s in fig.second])
+        imports = f" (imports {import_cpu:.2f})" if import_cpu else ""
         lines.append(
-            f"| {name} | second's CPU-s: verify-patch process {runner_cpu:.2f}, containers "
-            f"{container_cpu:.2f} | | {median([s.cpu for s in fig.second]):.2f} | {blank} |"
+            f"| {name} | second's CPU-s: verify-patch process {runner_cpu:.2f}{imports}, "
+            f"containers {container_cpu:.2f} ({phase_cpu(fig.second)}) | | "
+            f"{median([s.cpu for s in fig.second]):.2f} | {blank} |"
+        )
+        busy = median([s.busy for s in fig.second])
+        lines.append(
+            f"| {name} | second's machine-wide busy CPU-s (the engine's daemons and anything "
+            f"else running included) | | {busy:.2f} | {blank} |"
         )
     lines += _cost_lines(all_figures, startup or [])
     lines += [
@@ -470,6 +499,13 @@ def render(
         lines += _service_lines(service)
     lines += [END, ""]
     return "\n".join(lines)
+
+
+def phase_cpu(samples: list[Sample]) -> str:
+    """Median container CPU-seconds per phase label, largest first: "candidate 0.71, …"."""
+    phases = {p for s in samples for p in s.cpu_phases}
+    medians = {p: median([s.cpu_phases.get(p, 0.0) for s in samples]) for p in phases}
+    return ", ".join(f"{p} {v:.2f}" for p, v in sorted(medians.items(), key=lambda i: -i[1]))
 
 
 def _cost_lines(all_figures: list[Figures], startup: list[costs.Startup]) -> list[str]:
@@ -596,6 +632,7 @@ def main() -> int:
     # PYTHONDONTWRITEBYTECODE=1 would compile runner/ from source in every process.
     compileall.compile_dir(ROOT / "runner", quiet=1)
     startup = costs.cli_startup()
+    import_cpu = costs.import_cpu()
     print(f"[cli] {startup[0].command}: {startup[0].wall:.3f} s", flush=True)
     client = docker.from_env()
     prepare_state()
@@ -614,7 +651,16 @@ def main() -> int:
             print(f"[service] {args.service_jobs} jobs at concurrency {concurrency}", flush=True)
             # One kind of job (a verified fix), so latency spread is the runner's, not the mix's.
             service.append(load.run(args.service_jobs, concurrency, mix=(load.GOOD,)))
-    text = render(all_figures, service, machine(), command, runs, (start_load, loadavg()), startup)
+    text = render(
+        all_figures,
+        service,
+        machine(),
+        command,
+        runs,
+        (start_load, loadavg()),
+        startup,
+        import_cpu,
+    )
     print(text)
     scaleout_text = ""
     if args.scaleout:

@@ -11,6 +11,7 @@ with a testing module do. Real engine, real git repository, real diffs.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import docker
@@ -170,7 +171,9 @@ COVERAGE = (
 )
 
 
-def test_right_fix_is_verified_with_its_patch_coverage(run: Verify, project: Project) -> None:
+def test_right_fix_is_verified_with_its_patch_coverage(
+    run: Verify, project: Project, runtime: Runtime
+) -> None:
     verdict = run(project.diff(RIGHT_FIX))
     assert verdict.status == "verified", verdict.summary
     assert verdict.tests.fail_to_pass == [REGRESSION]
@@ -190,6 +193,21 @@ def test_right_fix_is_verified_with_its_patch_coverage(run: Verify, project: Pro
     assert "patch_coverage" not in checks(verdict)
     assert ("patch coverage", COVERAGE.split(": ", 1)[1]) in fact_rows(verdict)
     assert COVERAGE in render_summary(verdict)
+    # only the first re-run is traced (a tracer slows the whole process); the second is not
+    streams = runtime.jobs_dir / verdict.job_id / "harness"
+    assert 6 in traced_lines(streams / "candidate-rerun-0.jsonl")["pricing/discount.py"]
+    assert traced_lines(streams / "candidate-rerun-1.jsonl") == {}
+
+
+def traced_lines(stream: Path) -> dict[str, set[int]]:
+    """The changed-file lines a run's harness stream recorded, over all its tests."""
+    out: dict[str, set[int]] = {}
+    for line in stream.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)["record"]
+        if record["kind"] == "lines":
+            for path, numbers in record["files"].items():
+                out.setdefault(path, set()).update(numbers)
+    return out
 
 
 def test_min_patch_coverage_makes_it_blocking(
