@@ -31,6 +31,11 @@ case "$fail_on" in
     rejected | never) ;;
     *) die "fail-on must be 'rejected' or 'never', not '$fail_on'" ;;
 esac
+record_map="${INPUT_RECORD_MAP:-false}"
+case "$record_map" in
+    true | false) ;;
+    *) die "record-map must be 'true' or 'false', not '$record_map'" ;;
+esac
 mkdir -p "$reports"
 
 # ------------------------------------------------------------------ the interpreter
@@ -127,6 +132,7 @@ while IFS= read -r command || [[ -n "$command" ]]; do
     [[ -z "${command//[[:space:]]/}" ]] || args+=(--repro "$command")
 done <<<"${INPUT_REPRO:-}"
 [[ -z "${INPUT_EXPECT_ERROR:-}" ]] || args+=(--expect-error "$INPUT_EXPECT_ERROR")
+[[ "$record_map" == false ]] || args+=(--record-map)
 
 {
     echo "reports-dir=$reports"

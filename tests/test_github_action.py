@@ -567,6 +567,17 @@ def test_action_escapes_a_bad_input_in_its_error(
     assert parse_command(line)[2].endswith("not 'x\n::warning::forged'")
 
 
+def test_action_refuses_a_record_map_that_is_not_true_or_false(
+    tmp_path: Path, pr_workspace: tuple[Path, Path]
+) -> None:
+    workspace, event = pr_workspace
+    done, gh = run_action(tmp_path, workspace, event, tmp_path, record_map="yes")
+    assert done.returncode == 2
+    assert parse_github_output((gh / "output").read_text(encoding="utf-8")) == {"verdict": "error"}
+    (line,) = annotation_lines(done.stdout)
+    assert parse_command(line)[2] == "record-map must be 'true' or 'false', not 'yes'"
+
+
 @pytest.mark.docker
 def test_action_verifies_the_pull_requests_fix(
     tmp_path: Path, pr_workspace: tuple[Path, Path], state_dir: Path, base_image: object
@@ -605,6 +616,24 @@ def test_action_verifies_the_pull_requests_fix(
     assert sum(1 for suite in candidate for _ in suite) == 13
     baseline = JUnitXml.fromfile(str(reports / "junit" / "baseline.xml"))
     assert sum(1 for suite in baseline for _ in suite) >= 1
+    # a one-shot job: no per-test map unless the record-map input asks (the next test)
+    assert verdict.early is not None and verdict.early.testmap is not None
+    assert not verdict.early.testmap.recorded, verdict.early.testmap
+
+
+@pytest.mark.docker
+def test_action_records_the_per_test_map_when_asked(
+    tmp_path: Path, pr_workspace: tuple[Path, Path], state_dir: Path, base_image: object
+) -> None:
+    workspace, event = pr_workspace
+    done, gh = run_action(tmp_path, workspace, event, state_dir, record_map="true")
+    assert done.returncode == 0, done.stdout + done.stderr
+    outputs = parse_github_output((gh / "output").read_text(encoding="utf-8"))
+    verdict = Verdict.model_validate_json(Path(outputs["verdict-json"]).read_text("utf-8"))
+    assert verdict.status == "verified", verdict.summary
+    assert verdict.early is not None and verdict.early.testmap is not None
+    assert verdict.early.testmap.recorded, verdict.early.testmap
+    assert "--record-map" in verdict.early.testmap.reason
 
 
 @pytest.mark.docker

@@ -12,6 +12,8 @@ from test_policy import check, evidence, suite
 
 from runner.core.suite import apply_reruns, apply_suite_repeat, compare, repeat_reason
 from runner.models import Comparison, FixJob, SuiteRun, Verdict
+from runner.reports.github import render_summary
+from runner.reports.text import fact_rows
 from runner.verify.pipeline import Progress, Runtime, new_job_id, verify
 
 BEFORE = suite(test_bug="failed", test_ok="passed", test_other="passed")
@@ -109,6 +111,24 @@ def test_no_regressions_says_what_the_repeat_showed() -> None:
     assert passed and "test_ok failed only in the suite and were filed flaky" in detail
 
 
+def test_the_reports_line_says_what_each_repeat_showed() -> None:
+    confirmed = apply_suite_repeat(suspected(), AFTER, BEFORE).suite_repeat
+    assert confirmed is not None
+    assert confirmed.line() == (
+        "suite repeat: the whole suite ran again for 1 test(s) failing only in it; "
+        "1 confirmed order-dependent: test_ok"
+    )
+    both_fail = suite(test_bug="failed", test_ok="failed", test_other="passed")
+    flaky = apply_suite_repeat(suspected(), AFTER, both_fail, baseline_cached=True).suite_repeat
+    assert flaky is not None and flaky.line().endswith(
+        "; 1 flipped or failed in the baseline's repeat too (flaky); "
+        "the baseline's repeat came from the cache"
+    )
+    unanswered = apply_suite_repeat(suspected(), AFTER, None).suite_repeat
+    assert unanswered is not None
+    assert unanswered.line().endswith("; 1 without an answer from a repeat, kept as regressions")
+
+
 # --------------------------------------------------------------------------- end to end
 
 CALC = "def add(a, b):\n    return a - b\n"
@@ -194,6 +214,9 @@ def test_a_leak_the_candidate_adds_fails_again_in_the_repeat_and_is_rejected(
     assert "order-dependent" in detail
     message = "re-running the whole suite in both trees: 1 test(s) failed only in the suite"
     assert ("repeat", message) in lines
+    said = f"1 confirmed order-dependent: {broken}"
+    assert any(k == "suite repeat" and said in v for k, v in fact_rows(verdict))
+    assert said in render_summary(verdict)
 
 
 @pytest.mark.docker
@@ -225,3 +248,8 @@ def test_a_test_that_fails_only_in_the_first_suite_run_is_flaky_and_verified(
         "filed flaky after a repeat of the whole suite" in checks(verdict)["no_regressions"].detail
     )
     assert any(p == "repeat" and "1 test(s) failed only in the suite" in m for p, m in lines)
+    said = "the whole suite ran again for 1 test(s) failing only in it; 1 flipped"
+    assert any(
+        k == "suite repeat" and v.startswith(said.split(": ", 1)[-1]) for k, v in fact_rows(verdict)
+    )
+    assert said in render_summary(verdict)

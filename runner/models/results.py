@@ -157,6 +157,24 @@ class SuiteRepeat(Model):
         description="Test id -> what the two repeats showed and how the test was filed.",
     )
 
+    def line(self) -> str:
+        """One line for a person: ``suite repeat: the whole suite ran again for …``."""
+        n = len(self.tests)
+        text = f"suite repeat: the whole suite ran again for {n} test(s) failing only in it"
+        if self.confirmed:
+            shown = ", ".join(self.confirmed[:5])
+            more = f" and {len(self.confirmed) - 5} more" if len(self.confirmed) > 5 else ""
+            text += f"; {len(self.confirmed)} confirmed order-dependent: {shown}{more}"
+        flaky = [t for t in self.tests if self.reasons.get(t, "").endswith("(flaky)")]
+        if flaky:
+            text += f"; {len(flaky)} flipped or failed in the baseline's repeat too (flaky)"
+        kept = n - len(self.confirmed) - len(flaky)
+        if kept:
+            text += f"; {kept} without an answer from a repeat, kept as regressions"
+        if self.baseline_cached:
+            text += "; the baseline's repeat came from the cache"
+        return text
+
 
 class Comparison(Model):
     """Baseline vs candidate, test by test (sorted id lists)."""

@@ -259,6 +259,8 @@ def render_summary(verdict: Verdict) -> str:
     out += _id_list("Still failing", t.still_failing)
     out += _id_list("Flaky (not counted)", t.flaky)
     out += _id_list("Not re-run (first outcome kept)", t.not_rerun)
+    if t.suite_repeat is not None:
+        out += [_cell(t.suite_repeat.line()), ""]
     if verdict.patch_coverage is not None:
         out += [_cell(verdict.patch_coverage.line()), ""]
     if verdict.lint.new:

@@ -85,6 +85,8 @@ def fact_rows(verdict: Verdict) -> list[tuple[str, str]]:
             rows.append((name, _ids(ids)))
     if verdict.patch_coverage is not None:
         rows.append(("patch coverage", verdict.patch_coverage.line().split(": ", 1)[1]))
+    if t.suite_repeat is not None:
+        rows.append(("suite repeat", t.suite_repeat.line().split(": ", 1)[1]))
     for finding in verdict.lint.new:
         tag = "lint (blocking)" if finding.blocking else "lint"
         rows.append((tag, f"{finding.path}:{finding.line}: {finding.code} {finding.message}"))
