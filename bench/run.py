@@ -471,6 +471,16 @@ def render(
             f"| {name} | second's machine-wide busy CPU-s (the engine's daemons and anything "
             f"else running included) | | {busy:.2f} | {blank} |"
         )
+        suite_cpu = median([s.cpu_phases.get("candidate", 0.0) for s in fig.second])
+        if import_cpu and suite_cpu:
+            # what the evidence asks for at the least: the runner's own start, and one
+            # sandboxed pytest process per look at the fix's tests (the suite + 2 re-runs)
+            floor = import_cpu + 3 * suite_cpu
+            lines.append(
+                f"| {name} | second's floor as verified today: runner imports {import_cpu:.2f} + "
+                f"3 pytest processes (suite + 2 re-runs) x {suite_cpu:.2f} | | {floor:.2f} | "
+                f"{blank} |"
+            )
     lines += _cost_lines(all_figures, startup or [])
     lines += [
         "",
