@@ -30,7 +30,9 @@ class Check(Model):
         "reproduced_by_command (with repro commands), no_regressions, lint, scope, "
         "tests_not_weakened (asserts compared structurally), error_not_suppressed (no added "
         "handler hides the reported error; schema 1.2), harness_untouched, patch_coverage "
-        "(with the policy's min_patch_coverage; schema 1.2). Other names may be added."
+        "(with the policy's min_patch_coverage; schema 1.2), environment (the environment "
+        "the patch declares cannot be prepared while the base commit's can). Other names "
+        "may be added."
     )
     passed: bool
     detail: str = Field(default="", description="Why it passed or failed, for a person.")

@@ -31,7 +31,6 @@ from runner.core.repro import (
 from runner.core.suite import (
     compare,
 )
-from runner.environments.builds import commit_date, prepare_environment
 from runner.environments.treebuild import build_reasons, build_trees
 from runner.errors import (
     CandidateError,
@@ -59,6 +58,7 @@ from runner.verify.caches import (
     load_baseline,
     store_baseline,
 )
+from runner.verify.environment import changed_environment_files, prepare_job_environment
 from runner.verify.job import Job, Progress, new_job_id, timed
 from runner.verify.jobfolder import (
     write_job_files,
@@ -250,25 +250,15 @@ def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event 
         state.mirror, state.commit = mirror, commit
         limits = CheckoutLimits.of(runtime.settings.workspace)
         baseline_dir = checkout(mirror, commit, trees / "baseline", limits, cancel)
-    # The environment reads only the baseline tree, so the candidate's checkout overlaps it.
+    # The environment reads only the baseline tree, so the candidate's checkout overlaps it;
+    # a patch that changes what describes the environment gets the candidate tree's, below.
+    changed_env = changed_environment_files(parsed, test_parsed)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"checkout-{state.job_id}") as pool:
         candidate_future = pool.submit(
             checkout, mirror, commit, trees / "candidate", limits, cancel
         )
-        with state.phase("env", "preparing the environment image"):
-            runtime.warmed()
-            # The commit's Python picks the base: built here the first time it is needed.
-            state.base, state.env = prepare_environment(
-                runtime.client,
-                runtime.base_image,
-                baseline_dir,
-                runtime.settings,
-                repo_key=state.job.repo,
-                commit_date=commit_date(baseline_dir),
-                job_id=state.job_id,
-                cancel=cancel,
-            )
-            state.env.write_environment_json(state.folder)
+        if not changed_env:
+            prepare_job_environment(state, runtime, baseline_dir, cancel)
         waited = time.monotonic()
         candidate_dir = candidate_future.result()
         state.timings["checkout"] += round(time.monotonic() - waited, 3)
@@ -285,6 +275,8 @@ def _run_job(state: Job, runtime: Runtime, trees: Path, cancel: threading.Event 
             update={"applied_with": applied, "sources": sources, "test_sources": test_sources}
         )
         baseline_tree = tree_id(baseline_dir)
+    if changed_env:
+        prepare_job_environment(state, runtime, candidate_dir, cancel, (changed_env, baseline_dir))
     _build_trees(state, runtime, {"baseline": baseline_dir, "candidate": candidate_dir}, cancel)
     _runs(state, runtime, baseline_dir, candidate_dir, baseline_tree, parsed, cancel)
 
