@@ -45,22 +45,35 @@ def test_the_files_that_describe_the_environment() -> None:
     assert environment_files(["app/core.py", "tests/test_core.py", "README.md"]) == []
 
 
-REQUIREMENTS = "pytest==8.3.5\nflake8==7.1.2\n"
+PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "words"
+version = "1.0"
+
+[project.optional-dependencies]
+test = [{test}]
+"""
+TEST_DEPS = '"pytest==8.3.5", "flake8==7.1.2"'
 FILES = {
     "words/__init__.py": "",
     "words/case.py": 'def shout(text):\n    """Upper case, with an exclamation mark."""\n'
     '    return text.lower() + "!"\n',
     "tests/test_case.py": "from words.case import shout\n\n\ndef test_empty():\n"
     '    assert shout("") == "!"\n',
-    "requirements-test.txt": REQUIREMENTS,
+    "pyproject.toml": PYPROJECT.format(test=TEST_DEPS),
 }
 FIX = {
     "words/case.py": FILES["words/case.py"].replace("text.lower()", "text.upper()"),
-    # the regression test uses a test dependency the same patch declares
+    # the regression test uses a test dependency the same patch declares (as upstream
+    # fixes do: filelock's added pytest-mock to its test extras)
     "tests/test_shout.py": "import six\n\nfrom words.case import shout\n\n\n"
     "def test_shout_upper_cases():\n"
     '    assert shout(six.ensure_str("hi")) == "HI!"\n',
-    "requirements-test.txt": REQUIREMENTS + "six==1.16.0\n",
+    "pyproject.toml": PYPROJECT.format(test=TEST_DEPS + ', "six==1.16.0"'),
 }
 NEW_TEST = "tests/test_shout.py::test_shout_upper_cases"
 
@@ -88,7 +101,7 @@ def test_a_fix_whose_test_needs_a_dependency_it_declares_is_verified(
     assert verdict.images.environment.packages.get("six") == "1.16.0"
     note = (
         "environment described from the candidate's tree, not the base commit's: the patch "
-        "changes requirements-test.txt (both trees run in it)"
+        "changes pyproject.toml (both trees run in it)"
     )
     assert note in verdict.images.environment.notes
     record = json.loads((runtime.jobs_dir / verdict.job_id / "environment.json").read_text())
@@ -111,12 +124,17 @@ def test_a_declared_dependency_that_cannot_be_had_rejects_the_patch_not_the_runn
     runtime: Runtime, project: Project
 ) -> None:
     # the base commit's environment builds, so the patch's declarations are at fault
-    broken = {**FIX, "requirements-test.txt": REQUIREMENTS + "nonexistent-package-zzz==1.0\n"}
+    unknown = TEST_DEPS + ', "nonexistent-package-zzz==1.0"'
+    broken = {**FIX, "pyproject.toml": PYPROJECT.format(test=unknown)}
     verdict = validated(
         verify(FixJob(patch=project.diff(broken), repo=str(project.repo)), runtime), runtime
     )
     assert verdict.status == "rejected", verdict.summary
-    assert failed(verdict) >= {"applies", "environment"}, verdict.summary
-    detail = checks(verdict)["environment"].detail
-    assert "the environment the patch declares (requirements-test.txt) cannot be prepared" in detail
-    assert "while the base commit's can" in detail
+    assert "applies" in failed(verdict), verdict.summary
+    assert verdict.summary == "rejected: applies (refused by the environment check)"
+    environment = checks(verdict)["environment"]
+    assert not environment.passed
+    assert (
+        "the environment the patch declares (pyproject.toml) cannot be prepared, while the "
+        "base commit's can" in environment.detail
+    )
