@@ -68,6 +68,13 @@ class LimitsPolicy(Model):
         description="The candidate's deadline is this many times the baseline suite's seconds "
         "(at least deadline_floor_s, never above test_timeout_s).",
     )
+    test_item_timeout_s: float = Field(
+        default=120,
+        ge=0,
+        description="One test's phase (setup, call or teardown) may take this long before it "
+        "fails as timed out and the run goes on: a fix for a hang shows as a test that times "
+        "out on the baseline and passes with the candidate. 0: no per-test limit.",
+    )
     output_bytes: int = Field(default=1_000_000, ge=1024)
     workspace_mb: int = Field(default=1024, ge=16)
     workspace_inodes: int = Field(default=262_144, ge=1024)

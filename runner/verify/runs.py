@@ -57,6 +57,8 @@ HARNESS_ENV = {
 # The changed files to trace (a JSON list, relative to the tree): the plugin then records
 # which of their lines each test executed (fixrunner_trace, for patch coverage).
 TRACE_ENV = "FIXRUNNER_TRACE"
+# Seconds one test's phase may take before the plugin fails it as timed out (SIGALRM).
+ITEM_TIMEOUT_ENV = "FIXRUNNER_TEST_TIMEOUT"
 
 
 # ``python -P -m MODULE`` for a Python older than 3.11 (no -P): drop the working
@@ -209,7 +211,7 @@ def sandboxed(
             Mount(source=HARNESS_SOURCE, target=MOUNT, read_only=True),
             *mirror_mount(state),
         ],
-        env={**HARNESS_ENV, **(env or {})},
+        env={**HARNESS_ENV, **_item_timeout(state), **(env or {})},
         limits=state.policy.limits.for_phase(kind),  # type: ignore[arg-type]
         job_id=state.job_id,
         phase=phase,
@@ -222,6 +224,12 @@ def sandboxed(
         deadline.record(result)
     keep_log(state, phase, result)
     return result
+
+
+def _item_timeout(state: Job) -> dict[str, str]:
+    """The harness's per-test limit (``limits.test_item_timeout_s``), when the policy sets one."""
+    seconds = state.policy.limits.test_item_timeout_s
+    return {ITEM_TIMEOUT_ENV: f"{seconds:g}"} if seconds > 0 else {}
 
 
 def mirror_mount(state: Job) -> list[Mount]:

@@ -22,10 +22,12 @@ It runs inside the sandbox with only the standard library and pytest: no runner 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import hmac
 import json
 import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -37,6 +39,10 @@ HARNESS_DIR = os.environ.pop("FIXRUNNER_HARNESS_DIR", "/fixrunner")
 RUN = os.environ.pop("FIXRUNNER_RUN", "0")
 WORK = os.path.realpath(os.environ.pop("FIXRUNNER_WORK", os.getcwd()))
 LONGREPR_HEAD = 2000
+try:
+    ITEM_TIMEOUT = max(0.0, float(os.environ.pop("FIXRUNNER_TEST_TIMEOUT", "") or 0))
+except ValueError:
+    ITEM_TIMEOUT = 0.0
 LONGREPR_TAIL = 4000
 _HARNESS_MODULES = (
     "pytest",
@@ -365,6 +371,59 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         location=[report.location[0], report.location[1]],
         **{k: v for k, v in fields.items() if v is not None and v != ""},
     )
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    pytest.fail(
+        f"Timeout: this test phase ran past {ITEM_TIMEOUT:g} s (fixrunner's per-test limit, "
+        "limits.test_item_timeout_s); stopped where the traceback shows"
+    )
+
+
+@contextlib.contextmanager
+def _time_limit() -> Iterator[None]:
+    """Fail the phase inside once it runs past ``ITEM_TIMEOUT`` (SIGALRM, main thread only).
+
+    Left alone when a handler is already set (pytest-timeout's, the suite's own): the
+    project's limit then applies, and two alarms would fight over one signal.
+    """
+    usable = (
+        ITEM_TIMEOUT > 0
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
+    )
+    if not usable:
+        yield
+        return
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, ITEM_TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    """Set-up under the per-test limit."""
+    with _time_limit():
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """The test under the per-test limit."""
+    with _time_limit():
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Teardown under the per-test limit."""
+    with _time_limit():
+        yield
 
 
 @pytest.hookimpl(hookwrapper=True)
