@@ -226,3 +226,46 @@ def test_the_early_line_is_in_the_cli_progress_stream(
     assert proc.returncode == 0, proc.stderr
     line = "early     2 affected tests pass; full suite running"
     assert line in proc.stderr, proc.stderr
+
+
+NEGATIVE = "tests/test_area.py::test_a_negative_side_is_refused"
+# the job's own test: square(-1) must raise; the base returns 1
+SHOWS_BUG = {
+    "tests/test_area.py": TEST_AREA.replace("from shapes", "import pytest\n\nfrom shapes", 1)
+    + "\n\ndef test_a_negative_side_is_refused():\n"
+    "    with pytest.raises(ValueError):\n        square(-1)\n"
+}
+REFUSES = AREA.replace(
+    "    return side * side",
+    "    if side < 0:\n        raise ValueError(side)\n    return side * side",
+)
+
+
+def test_the_jobs_own_tests_still_failing_are_an_early_failure(
+    warm: Verdict, runtime: Runtime, project: Project, tmp_path: Path
+) -> None:
+    # the right fix first: its baseline (the base with the new test) is cached
+    fixed = _verify(runtime, project, {**SHOWS_BUG, "shapes/area.py": REFUSES}, policy="default")
+    assert fixed.status == "verified", fixed.summary
+    # then a candidate with the same test that changes square() without fixing it
+    policy = _policy_file(tmp_path, "failfast-tests", fail_fast=True)
+    touched = AREA.replace("    return side * side", "    return side * side  # squared")
+    verdict = _verify(runtime, project, {**SHOWS_BUG, "shapes/area.py": touched}, policy=policy)
+    assert verdict.status == "rejected", verdict.summary
+    early = verdict.early
+    assert early is not None and early.stopped and early.failed == [NEGATIVE]
+    assert early.answer.startswith("the job's tests that failed on the baseline 0/1 pass, ")
+    assert early.fail_to_pass == "0/1"
+    assert early.agrees is True
+
+
+def test_without_evidence_from_tests_a_still_failing_own_test_stops_nothing(
+    warm: Verdict, runtime: Runtime, project: Project, fail_fast: str
+) -> None:
+    # evidence = "none": the verdict does not rest on a test showing the bug
+    touched = AREA.replace("    return side * side", "    return side * side  # sq")
+    verdict = _verify(runtime, project, {**SHOWS_BUG, "shapes/area.py": touched}, policy=fail_fast)
+    early = verdict.early
+    assert early is not None and not early.stopped and early.failed == []
+    assert verdict.status == "verified", verdict.summary
+    assert early.agrees is True

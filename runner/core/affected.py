@@ -238,8 +238,15 @@ def early_answer(
     early: SuiteRun | None,
     fail_to_pass: list[str],
     seconds: float | None,
+    *,
+    named: bool = True,
 ) -> EarlyAnswer:
-    """The early section from the selection and the early run (None: nothing ran)."""
+    """The early section from the selection and the early run (None: nothing ran).
+
+    ``fail_to_pass`` is the job's (``named``), or else the tests of its own test files that
+    failed on the baseline: those count as early failures only while none of them passes
+    (the bug still shows); a partial fix is the full comparison's to judge.
+    """
     if selection.everything or early is None or baseline is None:
         what = "none" if selection.everything else "no affected tests"
         return EarlyAnswer(
@@ -258,12 +265,15 @@ def early_answer(
         failed = [f"<early run: {early.invalid_reason}>"]
     f2p_ran = [t for t in fail_to_pass if t in early.tests]
     f2p_ok = [t for t in f2p_ran if early.tests[t].outcome not in _BAD]
+    if not named and f2p_ok:
+        failed = [t for t in failed if t not in fail_to_pass]
     passed = sum(1 for r in early.tests.values() if r.outcome not in _BAD)
     others = sum(
         1 for t, r in early.tests.items() if r.outcome not in _BAD and t not in fail_to_pass
     )
     as_before = sum(1 for r in early.tests.values() if r.outcome in _BAD) - len(failed)
-    head = f"fail-to-pass {len(f2p_ok)}/{len(fail_to_pass)} pass, " if fail_to_pass else ""
+    label = "fail-to-pass" if named else "the job's tests that failed on the baseline"
+    head = f"{label} {len(f2p_ok)}/{len(fail_to_pass)} pass, " if fail_to_pass else ""
     if failed:
         tail = f"{len(failed)} of {len(early.tests)} affected tests fail ({failed[0]})"
     else:

@@ -143,9 +143,15 @@ class EarlyAnswer(Model):
     failed: list[str] = Field(
         default_factory=list,
         description="Selected tests that failed in the candidate and did not fail on the "
-        "baseline, or fail-to-pass ids that still fail (first 50).",
+        "baseline, or fail-to-pass ids that still fail (first 50). Without --fail-to-pass, "
+        "the job's own tests that failed on the baseline count here while none of them "
+        "passes (the bug still shows).",
     )
-    fail_to_pass: str = Field(default="", description="Fail-to-pass ids passing early, 'n/m'.")
+    fail_to_pass: str = Field(
+        default="",
+        description="Fail-to-pass ids passing early, 'n/m' (without --fail-to-pass: the job's "
+        "own tests that failed on the baseline).",
+    )
     seconds: float | None = Field(
         default=None, description="Seconds from the job's start to the early answer."
     )

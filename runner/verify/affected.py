@@ -77,6 +77,24 @@ def job_test_files(state: Job, parsed: ParsedPatch) -> set[str]:
     return {p for patch in patches for p in patch.paths() if is_test_path(p, globs)}
 
 
+def bug_tests(state: Job, parsed: ParsedPatch, baseline: SuiteRun) -> list[str]:
+    """The job's own tests that failed on a baseline run with them: the bug, shown by tests.
+
+    None when the job names its fail-to-pass tests, or when the policy does not rest the
+    verdict on tests showing the bug (evidence "none", or "either" with a repro command).
+    """
+    evidence = state.policy.evidence
+    by_tests = evidence == "both" or (evidence == "either" and not state.job.repro)
+    if state.job.fail_to_pass or not by_tests:
+        return []
+    files = job_test_files(state, parsed)
+    return sorted(
+        t
+        for t, r in baseline.tests.items()
+        if r.outcome in ("failed", "error") and t.split("::", 1)[0] in files
+    )
+
+
 def record_testmap(
     state: Job, runtime: Runtime, command: list[str], baseline: SuiteRun, parsed: ParsedPatch
 ) -> bool:
@@ -148,6 +166,9 @@ class Early:
     fail_fast: bool
     baseline: SuiteRun | None = None
     unsure: set[str] = field(default_factory=set)
+    # without --fail-to-pass: the tests of the job's own test files that failed on the
+    # baseline (which ran with them), i.e. the tests that show the bug
+    bug_tests: list[str] = field(default_factory=list)
     halt: threading.Event = field(default_factory=threading.Event)
     future: Future[SuiteRun] | None = None
     tree: Path | None = None
@@ -166,7 +187,8 @@ class Early:
         cancel: threading.Event | None,
     ) -> EarlyAnswer:
         """Wait for the early run, emit the early line, and stop the suite under fail_fast."""
-        fail_to_pass = state.job.fail_to_pass
+        named = state.job.fail_to_pass
+        fail_to_pass = named or self.bug_tests
         run = None
         if self.future is not None:
             try:
@@ -176,7 +198,9 @@ class Early:
         self.run = run
         seconds = round(time.monotonic() - state.started, 3)
         baseline = self.baseline
-        early = early_answer(self.selection, baseline, run, fail_to_pass, seconds)
+        early = early_answer(
+            self.selection, baseline, run, fail_to_pass, seconds, named=bool(named)
+        )
         # A test file the job changes has no comparable baseline outcome unless the
         # baseline ran with the change: its failure is reported, not acted on.
         blocking = [
@@ -251,6 +275,7 @@ def start_early(
         fail_fast=state.fail_fast,
         baseline=baseline,
         unsure=set() if exact else job_test_files(state, parsed),
+        bug_tests=bug_tests(state, parsed, baseline) if exact else [],
     )
     args = [*selection.ids, *selection.files]
     if selection.everything or not args or len(args) > MAX_IDS:
