@@ -23,8 +23,8 @@ from runner.verify.job import Job
 from runner.verify.runtime import Runtime
 
 JUNIT_MAX_BYTES = 50 * 2**20
-# pypa/packaging's 62,000 tests write ~75 MB, and its per-test map ~30 MB more: the cap
-# bounds what a run can make the runner read, far above any real suite's record.
+# pypa/packaging's 62,000 tests wrote ~88 MB, and with its per-test map went past 100 MiB:
+# the cap bounds what a run can make the runner read, far above any real suite's record.
 STREAM_MAX_BYTES = 512 * 2**20
 LOG_HEAD = 4000
 LOG_TAIL = 8000

@@ -195,7 +195,6 @@ def sandboxed(
     phase: str,
     kind: str,
     cancel: threading.Event | None,
-    env: dict[str, str] | None = None,
 ) -> RunResult:
     """Run ``argv`` on ``tree`` with the results and harness folders and the plugin mounted."""
     assert state.env is not None
@@ -211,7 +210,7 @@ def sandboxed(
             Mount(source=HARNESS_SOURCE, target=MOUNT, read_only=True),
             *mirror_mount(state),
         ],
-        env={**HARNESS_ENV, **_item_timeout(state), **(env or {})},
+        env={**HARNESS_ENV, **_item_timeout(state)},
         limits=state.policy.limits.for_phase(kind),  # type: ignore[arg-type]
         job_id=state.job_id,
         phase=phase,

@@ -39,11 +39,13 @@ HARNESS_DIR = os.environ.pop("FIXRUNNER_HARNESS_DIR", "/fixrunner")
 RUN = os.environ.pop("FIXRUNNER_RUN", "0")
 WORK = os.path.realpath(os.environ.pop("FIXRUNNER_WORK", os.getcwd()))
 LONGREPR_HEAD = 2000
+LONGREPR_TAIL = 4000
+# Seconds a test phase may run before it fails as timed out (0: no limit; the runner's
+# limits.test_item_timeout_s).
 try:
     ITEM_TIMEOUT = max(0.0, float(os.environ.pop("FIXRUNNER_TEST_TIMEOUT", "") or 0))
 except ValueError:
     ITEM_TIMEOUT = 0.0
-LONGREPR_TAIL = 4000
 _HARNESS_MODULES = (
     "pytest",
     "_pytest",
